@@ -1,0 +1,130 @@
+"""What a case JSON for ``POST /api/cases/v2/cases`` must look like, checked before sending.
+
+The rules are those the vendor's batch case creator and guide show [cli][doc]; the server may
+check more. :func:`case_problems` lists *every* problem at once, so that a lab fixes a manifest
+in one round; the simulator answers invalid cases with the first of them, as the server does.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+CASE_TYPES = ("Exome", "Whole Genome", "Custom Panel", "Array")
+SAMPLE_TYPES = ("fastq", "vcf")
+GENDERS = ("Male", "Female", "Unknown")
+RELATIONSHIPS = ("Test Subject", "Mother", "Father", "Sibling")
+PHENOTYPE_ID = re.compile(r"^phenotypes/EMG_PHENOTYPE_\d+$")
+MAX_PHENOTYPES = 100
+MAX_NOTES = 4000
+FASTQ_EXTENSIONS = (".fastq.gz", ".fq.gz", ".bam", ".cram")
+VCF_EXTENSIONS = (".vcf", ".vcf.gz", ".gvcf", ".gvcf.gz")
+DUE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _members(patients: dict[str, Any]) -> list[tuple[str, Any]]:
+    found: list[tuple[str, Any]] = []
+    for role in ("proband", "mother", "father"):
+        if role in patients:
+            found.append((f"patients.{role}", patients[role]))
+    other = patients.get("other", [])
+    if isinstance(other, list):
+        found.extend((f"patients.other[{i}]", m) for i, m in enumerate(other))
+    return found
+
+
+def _member_problems(where: str, member: Any) -> list[str]:
+    if not isinstance(member, dict):
+        return [f"{where} must be an object, not {type(member).__name__}"]
+    problems = []
+    if not member.get("fastq_sample"):
+        problems.append(f"{where}.fastq_sample is required")
+    if member.get("gender", "Unknown") not in GENDERS:
+        problems.append(f"{where}.gender must be one of {', '.join(GENDERS)} (got {member.get('gender')!r})")
+    if "relationship" in member and member["relationship"] not in RELATIONSHIPS:
+        problems.append(
+            f"{where}.relationship must be one of {', '.join(RELATIONSHIPS)} (got {member['relationship']!r})"
+        )
+    phenotypes = member.get("phenotypes", [])
+    if not isinstance(phenotypes, list):
+        problems.append(f"{where}.phenotypes must be a list")
+    else:
+        if len(phenotypes) > MAX_PHENOTYPES:
+            problems.append(f"{where} has {len(phenotypes)} phenotypes; at most {MAX_PHENOTYPES} are allowed")
+        for i, p in enumerate(phenotypes):
+            pid = p.get("id") if isinstance(p, dict) else None
+            if not isinstance(pid, str) or not PHENOTYPE_ID.match(pid):
+                problems.append(
+                    f"{where}.phenotypes[{i}] must be {{\"id\": \"phenotypes/EMG_PHENOTYPE_<digits>\"}} "
+                    f"(HPO HP:0001250 is phenotypes/EMG_PHENOTYPE_0001250), got {p!r}"[:300]
+                )
+    return problems
+
+
+def _sample_problems(samples: Any, sample_type: Any) -> list[str]:
+    if not isinstance(samples, list) or not samples:
+        return ["test_data.samples must be a non-empty list"]
+    problems = []
+    allowed = VCF_EXTENSIONS if sample_type == "vcf" else FASTQ_EXTENSIONS
+    for i, sample in enumerate(samples):
+        where = f"test_data.samples[{i}]"
+        if not isinstance(sample, dict):
+            problems.append(f"{where} must be an object")
+            continue
+        if not sample.get("fastq"):
+            problems.append(f"{where}.fastq (the sample name) is required")
+        files = sample.get("sampleFiles")
+        if not isinstance(files, list) or not files:
+            problems.append(f"{where}.sampleFiles must be a non-empty list")
+            continue
+        for j, f in enumerate(files):
+            fwhere = f"{where}.sampleFiles[{j}]"
+            if not isinstance(f, dict):
+                problems.append(f"{fwhere} must be an object")
+                continue
+            for key in ("path", "filename", "storage_id"):
+                if f.get(key) in (None, ""):
+                    problems.append(f"{fwhere}.{key} is required")
+            name = str(f.get("filename", "")).lower()
+            if name and sample_type in SAMPLE_TYPES and not name.endswith(allowed):
+                problems.append(
+                    f"{fwhere}.filename {f.get('filename')!r} is not a {sample_type} file "
+                    f"(expected {', '.join(allowed)})"
+                )
+    return problems
+
+
+def case_problems(case: Any) -> list[str]:
+    """Every problem found in a case JSON, as sentences a lab can act on; empty when it looks valid."""
+    if not isinstance(case, dict):
+        return [f"the case must be a JSON object, not {type(case).__name__}"]
+    problems: list[str] = []
+    if case.get("sharing_level", 0) not in (0, 1):
+        problems.append(f"sharing_level must be 0 or 1 (got {case.get('sharing_level')!r})")
+    if not isinstance(case.get("should_upload", False), bool):
+        problems.append("should_upload must be true or false")
+    td = case.get("test_data")
+    if not isinstance(td, dict):
+        return [*problems, "test_data is required and must be an object"]
+    if td.get("type") not in CASE_TYPES:
+        problems.append(f"test_data.type must be one of {', '.join(CASE_TYPES)} (got {td.get('type')!r})")
+    if td.get("sample_type") not in SAMPLE_TYPES:
+        problems.append(
+            f"test_data.sample_type must be one of {', '.join(SAMPLE_TYPES)} (got {td.get('sample_type')!r})"
+        )
+    notes = td.get("notes")
+    if notes is not None and (not isinstance(notes, str) or len(notes) > MAX_NOTES):
+        problems.append(f"test_data.notes must be text of at most {MAX_NOTES} characters")
+    due = td.get("due_date")
+    if due not in (None, "") and (not isinstance(due, str) or not DUE_DATE.match(due)):
+        problems.append(f"test_data.due_date must be YYYY-MM-DD (got {due!r})")
+    if "extra_data" in td and not isinstance(td["extra_data"], dict):
+        problems.append("test_data.extra_data must be an object")
+    patients = td.get("patients")
+    if not isinstance(patients, dict) or not isinstance(patients.get("proband"), dict):
+        problems.append("test_data.patients.proband is required")
+    else:
+        for where, member in _members(patients):
+            problems.extend(_member_problems(f"test_data.{where}", member))
+    problems.extend(_sample_problems(td.get("samples"), td.get("sample_type")))
+    return problems
