@@ -9,7 +9,7 @@ triggers. The simulator serves the same paths. Sources for each path are in the 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -17,7 +17,7 @@ from emedgene_provider.client.errors import EmedgeneInvalidCaseNameError
 
 LOGIN_PATH = "/api/auth/v2/api_login/"  # [doc] username/password, JSON body
 LEGACY_LOGIN_PATH = "/api/auth/api_login/"  # [py] answers {"Authorization": "..."}
-API_KEY_TOKEN_PATH = "/platform-services-manager/Token"  # [doc] on <x>.login.illumina.com
+API_KEY_TOKEN_PATH = "/platform-services-manager/Token"  # noqa: S105  [doc] <x>.login.illumina.com
 CASES_PATH = "/api/test"  # [doc] list (from/size), one case, export
 CREATE_CASE_PATH = "/api/cases/v2/cases"  # [doc][cli] POST, 201, ?dry_run=true [cli]
 STORAGE_PATH = "/api/storage"  # [doc]
@@ -58,6 +58,7 @@ class ApiCall:
     :param json: the JSON body, if any.
     :param case_name: the case it concerns, named in every error.
     :param expected: the statuses that mean success.
+    :param safe_to_repeat: a write that changes nothing, so may be retried like a read.
     """
 
     operation: str
@@ -67,12 +68,13 @@ class ApiCall:
     json: Any = None
     case_name: str | None = None
     expected: tuple[int, ...] = (200,)
-    headers: tuple[tuple[str, str], ...] = field(default=())
+    safe_to_repeat: bool = False
 
     @property
     def idempotent(self) -> bool:
-        """Whether sending the call twice is harmless (so it may be retried after any failure)."""
-        return self.method in ("GET", "HEAD", "OPTIONS")
+        """Whether sending the call twice is harmless (so it may be retried after any failure):
+        reads, and writes that change nothing (a ``dry_run`` validation)."""
+        return self.method in ("GET", "HEAD", "OPTIONS") or self.safe_to_repeat
 
     def describe(self) -> str:
         """``operation(case)`` for messages."""
@@ -92,7 +94,13 @@ def create_case(case: dict[str, Any], *, dry_run: bool = False) -> ApiCall:
     """Create a case; 201 is the only success [doc][py]. ``dry_run`` validates only [cli]."""
     if dry_run:
         return ApiCall(
-            "validate_case", "POST", CREATE_CASE_PATH, (("dry_run", "true"),), json=case, expected=(200, 201, 204)
+            "validate_case",
+            "POST",
+            CREATE_CASE_PATH,
+            (("dry_run", "true"),),
+            json=case,
+            expected=(200, 201, 204),
+            safe_to_repeat=True,
         )
     return ApiCall("create_case", "POST", CREATE_CASE_PATH, json=case, expected=(201,))
 

@@ -55,7 +55,7 @@ def _member_problems(where: str, member: Any) -> list[str]:
             pid = p.get("id") if isinstance(p, dict) else None
             if not isinstance(pid, str) or not PHENOTYPE_ID.match(pid):
                 problems.append(
-                    f"{where}.phenotypes[{i}] must be {{\"id\": \"phenotypes/EMG_PHENOTYPE_<digits>\"}} "
+                    f'{where}.phenotypes[{i}] must be {{"id": "phenotypes/EMG_PHENOTYPE_<digits>"}} '
                     f"(HPO HP:0001250 is phenotypes/EMG_PHENOTYPE_0001250), got {p!r}"[:300]
                 )
     return problems

@@ -1,0 +1,45 @@
+"""Apache Airflow provider for Illumina's Emedgene clinical genomics platform.
+
+Importing the package must stay cheap (Airflow calls :func:`get_provider_info` for every
+``airflow`` command): nothing here imports Airflow or the client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "get_provider_info"]
+
+
+def get_provider_info() -> dict[str, Any]:
+    """What Airflow's providers manager reads; validated against its ``provider_info.schema.json``."""
+    from emedgene_provider.connection_fields import UI_FIELD_BEHAVIOUR, conn_fields_schema
+
+    return {
+        "package-name": "airflow-provider-emedgene",
+        "name": "Emedgene",
+        "description": "Illumina Emedgene clinical genomics: create cases, wait on their status, "
+        "fetch candidates and exports.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Emedgene",
+                "external-doc-url": "https://help.emg.illumina.com/",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {"integration-name": "Emedgene", "python-modules": ["emedgene_provider.hooks.emedgene"]},
+        ],
+        "connection-types": [
+            {
+                "connection-type": "emedgene",
+                "hook-class-name": "emedgene_provider.hooks.emedgene.EmedgeneHook",
+                "hook-name": "Emedgene",
+                "conn-fields": conn_fields_schema(),
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+            }
+        ],
+    }

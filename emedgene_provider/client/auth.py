@@ -1,0 +1,216 @@
+"""Authentication: the three documented login flows, token parsing, and the process-wide token cache.
+
+Request shapes follow the vendor's guide exactly [doc]: a JSON body for username/password, and for
+Illumina API keys ``Authorization: Basic base64("emedgene:<key>")`` with the *query* parameters
+``audience=emedgene&grant_type=api_key`` and no body, sent to the login host.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from emedgene_provider.client.endpoints import API_KEY_TOKEN_PATH, LOGIN_PATH
+from emedgene_provider.client.errors import EmedgeneConfigError
+
+AuthType = Literal["password", "api_key"]
+ILLUMINA_TENANT_SUFFIX = ".emg.illumina.com"
+
+#: Renew this long before expiry, at most; a tenth of a short lifetime otherwise.
+MAX_RENEWAL_LEAD = 300.0
+
+
+def derive_token_url(base_url: str) -> str | None:
+    """``https://<x>.login.illumina.com/platform-services-manager/Token`` for an ``<x>.emg.illumina.com``
+    tenant [doc]; None for any other host, where the connection must say where keys are exchanged."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    if host.endswith(ILLUMINA_TENANT_SUFFIX) and len(host) > len(ILLUMINA_TENANT_SUFFIX):
+        tenant = host[: -len(ILLUMINA_TENANT_SUFFIX)]
+        return f"https://{tenant}.login.illumina.com{API_KEY_TOKEN_PATH}"
+    return None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Who logs in, where, and how. Secrets are kept out of ``repr``."""
+
+    base_url: str
+    auth_type: AuthType
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)
+    token_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.auth_type == "password" and not (self.username and self.password):
+            raise EmedgeneConfigError(
+                f"Emedgene connection to {self.base_url}: password auth needs both login and password."
+            )
+        if self.auth_type == "api_key":
+            if not self.api_key:
+                raise EmedgeneConfigError(
+                    f"Emedgene connection to {self.base_url}: API-key auth needs the extra 'api_key'."
+                )
+            if not self.token_url:
+                raise EmedgeneConfigError(
+                    f"Emedgene connection to {self.base_url}: cannot derive where to exchange the API key "
+                    "(only <tenant>.emg.illumina.com hosts have a known login host); set the extra "
+                    "'token_url', e.g. https://<tenant>.login.illumina.com/platform-services-manager/Token."
+                )
+
+    @property
+    def secret(self) -> str:
+        return (self.password if self.auth_type == "password" else self.api_key) or ""
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every string that must never be shown: the secret and its encoded forms on the wire."""
+        found = [s for s in (self.password, self.api_key) if s]
+        if self.api_key:
+            found.append(basic_auth_value(self.api_key).split(" ", 1)[1])
+        return tuple(found)
+
+    def cache_key(self) -> tuple[str, ...]:
+        """Identifies a token: same tenant, flow and credentials share one. The secret is hashed so
+        the key itself holds nothing worth stealing."""
+        digest = hashlib.sha256(self.secret.encode()).hexdigest()
+        return (self.base_url, self.auth_type, self.username or "", self.token_url or "", digest)
+
+    def describe(self) -> str:
+        """For messages: which flow, as whom, never the secret."""
+        if self.auth_type == "password":
+            return f"login as {self.username!r} at {self.base_url}{LOGIN_PATH}"
+        return f"API-key token exchange at {self.token_url}"
+
+
+def basic_auth_value(api_key: str) -> str:
+    """``Basic base64("emedgene:<key>")``, the guide's client id for API keys [doc]."""
+    return "Basic " + base64.b64encode(f"emedgene:{api_key}".encode()).decode("ascii")
+
+
+@dataclass(frozen=True)
+class LoginRequest:
+    """How to ask for a token. Only :func:`login_request` makes one."""
+
+    method: str
+    url: str
+    headers: dict[str, str] = field(repr=False)
+    params: tuple[tuple[str, str], ...] = ()
+    json: dict[str, str] | None = field(default=None, repr=False)
+
+
+def login_request(creds: Credentials) -> LoginRequest:
+    """The exact request of the flow ``creds`` names."""
+    if creds.auth_type == "api_key":
+        return LoginRequest(
+            "POST",
+            str(creds.token_url),
+            {"Authorization": basic_auth_value(str(creds.api_key))},
+            (("audience", "emedgene"), ("grant_type", "api_key")),
+        )
+    return LoginRequest(
+        "POST",
+        creds.base_url + LOGIN_PATH,
+        {},
+        json={"username": str(creds.username), "password": str(creds.password)},
+    )
+
+
+@dataclass(frozen=True)
+class Token:
+    """A bearer token and when to stop using it (wall-clock seconds, as a JWT ``exp`` is)."""
+
+    access_token: str = field(repr=False)
+    header_value: str = field(repr=False)
+    expires_at: float
+    renew_at: float
+
+    def needs_renewal(self, now: float | None = None) -> bool:
+        return (time.time() if now is None else now) >= self.renew_at
+
+
+def _jwt_exp(token: str) -> float | None:
+    """The ``exp`` claim of a JWT, if ``token`` is one; None for an opaque token [assumed]."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    exp = payload.get("exp") if isinstance(payload, dict) else None
+    return float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
+
+
+def parse_token(body: Any, *, default_lifetime: float, now: float | None = None) -> Token | None:
+    """Read a login answer, or None if it holds no token.
+
+    Accepts the documented ``{"access_token", "token_type"}`` [doc] and the legacy
+    ``{"Authorization": "Bearer ..."}`` [py]. The lifetime comes from ``expires_in``, else the JWT
+    ``exp`` claim, else ``default_lifetime`` (both [assumed]-possible; neither is documented).
+    """
+    if not isinstance(body, dict):
+        return None
+    now = time.time() if now is None else now
+    access = body.get("access_token")
+    if isinstance(access, str) and access:
+        token_type = body.get("token_type") or "bearer"
+        header = f"{str(token_type).capitalize()} {access}"
+    elif isinstance(body.get("Authorization"), str) and " " in body["Authorization"]:
+        header = body["Authorization"]
+        access = header.split(" ", 1)[1]
+    else:
+        return None
+    expires_in = body.get("expires_in")
+    if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and expires_in > 0:
+        expires_at = now + float(expires_in)
+    else:
+        expires_at = _jwt_exp(access) or now + default_lifetime
+    lifetime = max(expires_at - now, 0.0)
+    renew_at = expires_at - min(MAX_RENEWAL_LEAD, lifetime * 0.1)
+    return Token(access_token=access, header_value=header, expires_at=expires_at, renew_at=renew_at)
+
+
+class TokenCache:
+    """Tokens shared by every client in the process, one per tenant and set of credentials.
+
+    Many hooks in many threads (and, later, many waits in one triggerer) must make one login, not
+    one each: a caller that finds no valid token takes the key's lock, looks again, and only then
+    logs in. Invalidation names the token it saw rejected, so a token another thread has just
+    renewed is not thrown away.
+    """
+
+    def __init__(self) -> None:
+        self._tokens: dict[tuple[str, ...], Token] = {}
+        self._locks: dict[tuple[str, ...], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, key: tuple[str, ...]) -> Token | None:
+        token = self._tokens.get(key)
+        return None if token is None or token.needs_renewal() else token
+
+    def put(self, key: tuple[str, ...], token: Token) -> None:
+        self._tokens[key] = token
+
+    def invalidate(self, key: tuple[str, ...], token: Token) -> None:
+        with self._guard:
+            if self._tokens.get(key) is token:
+                del self._tokens[key]
+
+    def lock(self, key: tuple[str, ...]) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def clear(self) -> None:
+        with self._guard:
+            self._tokens.clear()
+
+
+#: The process-wide cache every client uses unless given another.
+TOKEN_CACHE = TokenCache()

@@ -1,0 +1,170 @@
+"""Turning an HTTP answer into a result or the right error; the one place both transports ask.
+
+Sync and async transports hand over the status, headers and body bytes of an attempt and get back
+the parsed JSON, or one of: :class:`AuthRejected` (the client renews its token and replays once),
+:class:`~emedgene_provider.client.retry.TransientFailure` (the retry loop tries again), or a final
+:class:`~emedgene_provider.client.errors.EmedgeneError`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from emedgene_provider.client.endpoints import ApiCall
+from emedgene_provider.client.errors import (
+    EmedgeneAmbiguousCreateError,
+    EmedgeneError,
+    EmedgeneInvalidRequestError,
+    EmedgeneNotFoundError,
+    EmedgeneUnexpectedResponseError,
+)
+from emedgene_provider.client.retry import TransientFailure, is_retryable_status, parse_retry_after
+
+MAX_SERVER_WORDS = 300
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAGS = re.compile(r"<[^>]+>")
+_BLANKS = re.compile(r"\s+")
+
+Scrub = Callable[[str], str]
+
+
+class AuthRejected(Exception):
+    """401/403 on a call made with a token (internal): the client drops the token and replays."""
+
+    def __init__(self, status_code: int, server_message: str) -> None:
+        super().__init__(f"HTTP {status_code}: {server_message}")
+        self.status_code = status_code
+        self.server_message = server_message
+
+
+def trim(text: str, limit: int = MAX_SERVER_WORDS) -> str:
+    text = _BLANKS.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _looks_like_html(body: bytes, content_type: str) -> bool:
+    head = body[:200].lstrip().lower()
+    return "html" in content_type.lower() or head.startswith((b"<!doctype html", b"<html"))
+
+
+def server_words(body: bytes, content_type: str = "") -> str:
+    """What the server said, in a line: ``message`` (or ``error``/``detail``) of a JSON body, a JSON
+    string, an HTML page's ``<title>``, or the text itself; trimmed. Never raises."""
+    if not body:
+        return "(empty body)"
+    if _looks_like_html(body, content_type):
+        match = _TITLE.search(body)
+        text = (
+            match.group(1).decode("utf-8", "replace")
+            if match
+            else _TAGS.sub(" ", body.decode("utf-8", "replace"))
+        )
+        return trim("HTML page: " + html.unescape(text))
+    text = body.decode("utf-8", "replace")
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return trim(text)
+    if isinstance(parsed, dict):
+        for key in ("message", "error", "detail", "msg"):
+            value = parsed.get(key)
+            if isinstance(value, str) and value:
+                return trim(value)
+            if value:
+                return trim(json.dumps(value, default=str))
+    if isinstance(parsed, str):
+        return trim(parsed)
+    return trim(text)
+
+
+def _where(call: ApiCall) -> str:
+    return f"{call.method} {call.path}"
+
+
+def decode_json(call: ApiCall, status: int, body: bytes, content_type: str, scrub: Scrub) -> Any:
+    """The JSON body of a success, or :class:`EmedgeneUnexpectedResponseError` naming what came."""
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        words = scrub(server_words(body, content_type))
+        raise EmedgeneUnexpectedResponseError(
+            f"Emedgene {call.describe()}: HTTP {status} from {_where(call)} was not JSON "
+            f"(content-type {content_type or 'unknown'!r}): {words}",
+            operation=call.operation,
+            case_name=call.case_name,
+            status_code=status,
+            server_message=words,
+        ) from None
+
+
+def interpret(
+    call: ApiCall,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    scrub: Scrub,
+) -> Any:
+    """The parsed JSON of an answer to ``call``, or the exception that answer means."""
+    content_type = headers.get("Content-Type", headers.get("content-type", "")) or ""
+    if status in call.expected:
+        return decode_json(call, status, body, content_type, scrub)
+    words = scrub(server_words(body, content_type))
+    facts: dict[str, Any] = {
+        "operation": call.operation,
+        "case_name": call.case_name,
+        "status_code": status,
+        "server_message": words,
+    }
+    if 200 <= status < 300:
+        # A 2xx we did not expect (200 for a create): the server did what was asked. Decoding it
+        # lets the caller read the result rather than fail a request that succeeded.
+        return decode_json(call, status, body, content_type, scrub)
+    if status in (401, 403):
+        raise AuthRejected(status, words)
+    detail = f"HTTP {status} from {_where(call)}: {words}"
+    if is_retryable_status(status, idempotent=call.idempotent):
+        retry_after = parse_retry_after(headers.get("Retry-After") or headers.get("retry-after"))
+        raise TransientFailure(detail, status_code=status, retry_after=retry_after, server_message=words)
+    if status >= 500:
+        raise ambiguous_create(call, detail, status_code=status, server_message=words)
+    if status == 404:
+        raise EmedgeneNotFoundError(f"Emedgene {call.describe()}: not found ({detail})", **facts)
+    if 400 <= status < 500:
+        raise EmedgeneInvalidRequestError(f"Emedgene {call.describe()}: rejected ({detail})", **facts)
+    raise EmedgeneUnexpectedResponseError(f"Emedgene {call.describe()}: unexpected {detail}", **facts)
+
+
+def ambiguous_create(call: ApiCall, detail: str, **facts: Any) -> EmedgeneError:
+    """The error for a POST that may have been applied: never re-sent, so never a second case."""
+    return EmedgeneAmbiguousCreateError(
+        f"Emedgene {call.describe()}: the request may have been applied but its answer was lost "
+        f"({detail}). It was not sent again, so that no second case is created: look the case up "
+        "before creating it again.",
+        operation=call.operation,
+        case_name=call.case_name,
+        **facts,
+    )
+
+
+def field_of(call: ApiCall, body: Any, *keys: str, kind: type | tuple[type, ...] = list) -> Any:
+    """``body[key]`` for the first of ``keys`` present with the right type, else an unexpected-response
+    error that says which keys were there (export answers ``hits`` or ``variants`` [doc][py])."""
+    if isinstance(body, dict):
+        for key in keys:
+            if isinstance(body.get(key), kind):
+                return body[key]
+        seen = ", ".join(sorted(map(str, body))[:10]) or "none"
+    else:
+        seen = f"a JSON {type(body).__name__}"
+    raise EmedgeneUnexpectedResponseError(
+        f"Emedgene {call.describe()}: the answer to {_where(call)} has no {' or '.join(map(repr, keys))} "
+        f"(keys: {seen})",
+        operation=call.operation,
+        case_name=call.case_name,
+    )

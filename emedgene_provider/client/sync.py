@@ -1,0 +1,319 @@
+"""The blocking Emedgene client: one ``requests.Session`` (keep-alive), a timeout on every call,
+tenacity retries under the shared policy, and the process-wide token cache.
+
+Airflow-free on purpose: the hook builds one from a connection; scripts and tests may too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import requests
+import tenacity
+
+from emedgene_provider.client import endpoints
+from emedgene_provider.client.auth import TOKEN_CACHE, Token, TokenCache, login_request, parse_token
+from emedgene_provider.client.config import ClientConfig
+from emedgene_provider.client.endpoints import ApiCall
+from emedgene_provider.client.errors import (
+    EmedgeneAuthError,
+    EmedgeneConfigError,
+    EmedgeneError,
+    EmedgeneRateLimitedError,
+    EmedgeneUnavailableError,
+    EmedgeneUnexpectedResponseError,
+)
+from emedgene_provider.client.responses import (
+    AuthRejected,
+    ambiguous_create,
+    field_of,
+    interpret,
+    server_words,
+)
+from emedgene_provider.client.retry import TransientFailure, parse_retry_after
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_CONNECT_FAILURES = ("NewConnectionError", "ConnectTimeoutError", "NameResolutionError")
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and everything it wraps: requests nests urllib3's errors in args and ``reason``."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        stack.extend(n for n in nested if isinstance(n, BaseException))
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """Whether the request certainly did not reach the server (no connection was made)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    return any(type(c).__name__ in _CONNECT_FAILURES for c in _causes(exc))
+
+
+class EmedgeneClient:
+    """Calls the Emedgene API for one tenant and set of credentials.
+
+    :param config: where and how to connect (see ``config_from_connection``).
+    :param token_cache: where tokens are shared; the process-wide cache by default.
+    """
+
+    def __init__(self, config: ClientConfig, *, token_cache: TokenCache | None = None) -> None:
+        self.config = config
+        self._cache = token_cache or TOKEN_CACHE
+        self._key = config.credentials.cache_key()
+        self._secrets: set[str] = set(config.credentials.secrets())
+        self.session = requests.Session()
+        self.session.verify = config.verify
+        self.sleep: Callable[[float], None] = time.sleep  # tests replace it to skip waits
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret this client knows replaced by ``***``."""
+        for secret in self._secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def _remember_secret(self, secret: str) -> None:
+        self._secrets.add(secret)
+        if self.config.on_secret:
+            self.config.on_secret(secret)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _with_retries(self, call: ApiCall, attempt: Callable[[], T]) -> T:
+        policy = self.config.retry
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            failure = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "Emedgene %s: %s; attempt %d of %d, retrying in %.1f s",
+                call.describe(),
+                getattr(failure, "detail", failure),
+                state.attempt_number,
+                policy.max_attempts,
+                state.upcoming_sleep,
+            )
+
+        retrying = tenacity.Retrying(sleep=self.sleep, before_sleep=before_sleep, **policy.tenacity_kwargs())  # type: ignore[arg-type]
+        try:
+            return retrying(attempt)
+        except TransientFailure as failure:
+            message = (
+                f"Emedgene {call.describe()}: still failing after {policy.max_attempts} attempt(s): "
+                f"{failure.detail}"
+            )
+            facts: dict[str, Any] = {
+                "operation": call.operation,
+                "case_name": call.case_name,
+                "status_code": failure.status_code,
+                "server_message": failure.server_message,
+            }
+            if failure.status_code == 429:
+                raise EmedgeneRateLimitedError(message, retry_after=failure.retry_after, **facts) from None
+            raise EmedgeneUnavailableError(message, **facts) from None
+
+    def _send(
+        self,
+        call: ApiCall,
+        url: str,
+        *,
+        headers: dict[str, str],
+        params: tuple[tuple[str, str], ...] = (),
+        json: Any = None,
+    ) -> requests.Response:
+        """One HTTP attempt; transport failures become a retry, an ambiguity, or a final error."""
+        try:
+            return self.session.request(
+                call.method, url, params=params, json=json, headers=headers, timeout=self.config.timeout
+            )
+        except requests.exceptions.SSLError as exc:
+            raise EmedgeneConfigError(
+                f"Emedgene {call.describe()}: TLS verification failed for {self.config.base_url}: "
+                f"{self.scrub(str(exc))[:300]}. For a lab proxy or the simulator's certificate set the "
+                "connection extra 'verify' to the CA bundle's path.",
+                operation=call.operation,
+                case_name=call.case_name,
+            ) from None
+        except requests.RequestException as exc:
+            kind = type(exc).__name__
+            timed_out = f" (timeout {self.config.timeout:g} s)" if isinstance(exc, requests.Timeout) else ""
+            detail = f"{kind}{timed_out} on {call.method} {call.path}: {self.scrub(str(exc))[:200]}"
+            if call.idempotent or _never_sent(exc):
+                raise TransientFailure(detail) from None
+            raise ambiguous_create(call, detail) from None
+
+    def _attempt(self, call: ApiCall, token: Token) -> Any:
+        response = self._send(
+            call,
+            self.config.base_url + call.path,
+            headers={"Authorization": token.header_value, "Accept": "application/json"},
+            params=call.params,
+            json=call.json,
+        )
+        return interpret(call, response.status_code, response.headers, response.content, self.scrub)
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    def _login(self) -> Token:
+        creds = self.config.credentials
+        request = login_request(creds)
+        login_call = ApiCall("login", request.method, request.url.replace(creds.base_url, "", 1))
+
+        def attempt() -> Token:
+            response = self._send(
+                login_call, request.url, headers=request.headers, params=request.params, json=request.json
+            )
+            status = response.status_code
+            words = self.scrub(server_words(response.content, response.headers.get("Content-Type", "")))
+            facts: dict[str, Any] = {"operation": "login", "status_code": status, "server_message": words}
+            if 200 <= status < 300:
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = None
+                token = parse_token(body, default_lifetime=self.config.token_lifetime)
+                if token is None:
+                    raise EmedgeneUnexpectedResponseError(
+                        f"Emedgene {creds.describe()}: HTTP {status} without an access_token: {words}",
+                        **facts,
+                    )
+                return token
+            if status == 429 or status >= 500:
+                # A login changes nothing on the server, so every transient failure is retried.
+                raise TransientFailure(
+                    f"HTTP {status} from {creds.describe()}: {words}",
+                    status_code=status,
+                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                    server_message=words,
+                )
+            hint = " (check the host and the extra 'token_url')" if status in (404, 405) else ""
+            raise EmedgeneAuthError(
+                f"Emedgene {creds.describe()} failed: HTTP {status}: {words}{hint}", **facts
+            )
+
+        token = self._with_retries(ApiCall("login", "POST", login_call.path, safe_to_repeat=True), attempt)
+        self._remember_secret(token.access_token)
+        log.info(
+            "Emedgene: logged in (%s); token valid for %.0f s",
+            creds.describe(),
+            token.expires_at - time.time(),
+        )
+        return token
+
+    def token(self) -> Token:
+        """A valid token, from the shared cache or a new login; one login per key at a time."""
+        token = self._cache.get(self._key)
+        if token is None:
+            with self._cache.lock(self._key):
+                token = self._cache.get(self._key)
+                if token is None:
+                    token = self._login()
+                    self._cache.put(self._key, token)
+        self._secrets.add(token.access_token)
+        return token
+
+    def call(self, call: ApiCall) -> Any:
+        """Send ``call`` with retries; on 401/403 with a cached token, renew it and replay once."""
+        token = self.token()
+        try:
+            return self._with_retries(call, lambda: self._attempt(call, token))
+        except AuthRejected:
+            log.info("Emedgene %s: token refused, logging in again and replaying once", call.describe())
+            self._cache.invalidate(self._key, token)
+        token = self.token()
+        try:
+            return self._with_retries(call, lambda: self._attempt(call, token))
+        except AuthRejected as again:
+            raise EmedgeneAuthError(
+                f"Emedgene {call.describe()}: HTTP {again.status_code} from {call.method} {call.path} even "
+                f"with a fresh token: {again.server_message} (does this user have access?)",
+                operation=call.operation,
+                case_name=call.case_name,
+                status_code=again.status_code,
+                server_message=again.server_message,
+            ) from None
+
+    # -- the API ----------------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Log in and read one page of cases: ``(True, what was seen)`` or ``(False, why not)``."""
+        try:
+            body = self.call(endpoints.list_cases(0, 1))
+        except EmedgeneError as exc:
+            return False, str(exc)
+        total = body.get("total") if isinstance(body, dict) else None
+        seen = f"{total} case(s) visible" if isinstance(total, int) else "the case list is readable"
+        return True, f"Connected to Emedgene at {self.config.base_url}: {seen}."
+
+    def iter_cases(self, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Every case, lazily, a page at a time. Advances by what each page *held*, so a server that
+        caps ``size`` below ``page_size`` loses nothing; stops on an empty page or at ``total``."""
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, not {page_size}")
+        offset = 0
+        while True:
+            call = endpoints.list_cases(offset, page_size)
+            body = self.call(call)
+            hits = field_of(call, body, "hits")
+            if not hits:
+                return
+            yield from hits
+            offset += len(hits)
+            total = body.get("total")
+            if isinstance(total, int) and not isinstance(total, bool) and offset >= total:
+                return
+
+    def list_storage_providers(self) -> list[dict[str, Any]]:
+        call = endpoints.list_storage_providers()
+        return list(field_of(call, self.call(call), "hits"))
+
+    def create_case(self, case: dict[str, Any]) -> str:
+        """Create a case and return its name. Never re-sent after it may have reached the server."""
+        call = endpoints.create_case(case)
+        name = field_of(call, self.call(call), "name", kind=str)
+        if not name:
+            raise EmedgeneUnexpectedResponseError(
+                "Emedgene create_case: the server answered success with an empty case name",
+                operation="create_case",
+            )
+        return str(name)
+
+    def validate_case(self, case: dict[str, Any]) -> None:
+        """Ask the server to validate ``case`` without creating it (``?dry_run=true``)."""
+        self.call(endpoints.create_case(case, dry_run=True))
+
+    def get_case(
+        self, case_name: str, test_fields: list[str] | tuple[str, ...] | None = None
+    ) -> dict[str, Any]:
+        call = endpoints.get_case(case_name, test_fields)
+        body = self.call(call)
+        if not isinstance(body, dict):
+            field_of(call, body, "name", kind=dict)  # raises, naming what came instead
+        return dict(body)
+
+    def get_case_status(self, case_name: str) -> str:
+        call = endpoints.get_case_status(case_name)
+        return str(field_of(call, self.call(call), "status", kind=str))
+
+    def get_candidates(self, case_name: str) -> list[dict[str, Any]]:
+        call = endpoints.get_candidates(case_name)
+        return list(field_of(call, self.call(call), "hits"))
+
+    def export_case(self, case_name: str) -> list[dict[str, Any]]:
+        """The case's export; the guide's answer holds ``hits`` [doc], one lab reads ``variants`` [py]."""
+        call = endpoints.export_case(case_name)
+        return list(field_of(call, self.call(call), "hits", "variants"))

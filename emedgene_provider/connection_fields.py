@@ -1,0 +1,93 @@
+"""The Emedgene connection form, declared once.
+
+Airflow 3.2+ reads ``conn-fields`` and ``ui-field-behaviour`` from the provider info; Airflow
+2.11-3.1 call the hook's ``get_connection_form_widgets``/``get_ui_field_behaviour``. Both are
+built from the tables here, so the two forms cannot drift apart. No Airflow import: the provider
+info must stay cheap to load.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Extra fields: name -> (label, description, JSON-schema type, secret?).
+CONN_FIELDS: dict[str, tuple[str, str, str, bool]] = {
+    "api_key": (
+        "Illumina API key",
+        "Illumina API key, for API-key auth instead of login/password.",
+        "string",
+        True,
+    ),
+    "token_url": (
+        "API-key token URL",
+        "Where the API key is exchanged for a token. Derived for <tenant>.emg.illumina.com hosts "
+        "(https://<tenant>.login.illumina.com/platform-services-manager/Token); required otherwise.",
+        "string",
+        False,
+    ),
+    "auth_type": (
+        "Auth type",
+        "password or api_key; needed only when both a password and an API key are set.",
+        "string",
+        False,
+    ),
+    "verify": (
+        "TLS verification",
+        "true (default), false, or the path of a CA bundle (a lab proxy, the simulator's --tls CA).",
+        "string",
+        False,
+    ),
+    "timeout": (
+        "Request timeout (s)",
+        "Seconds before a single request gives up. Default 30.",
+        "number",
+        False,
+    ),
+    "token_lifetime": (
+        "Token lifetime (s)",
+        "Used when the login answer carries neither expires_in nor a JWT exp. Default 3600.",
+        "number",
+        False,
+    ),
+    "max_retries": (
+        "Max retries",
+        "Retries of a transient failure (connection, timeout, 429, 502/503/504, 500 on reads). Default 5.",
+        "integer",
+        False,
+    ),
+    "retry_max_wait": (
+        "Longest retry wait (s)",
+        "Cap on one backoff wait and on a server's Retry-After. Default 60.",
+        "number",
+        False,
+    ),
+    "allow_http": (
+        "Allow plain http",
+        "Allow http:// to a non-loopback host. Off: the real service is HTTPS only.",
+        "boolean",
+        False,
+    ),
+}
+
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "port"],
+    "relabeling": {"host": "Tenant URL", "login": "Username"},
+    "placeholders": {
+        "host": "https://lab.emedgene.com or lab.emg.illumina.com",
+        "login": "user@lab.org (password auth)",
+        "password": "password (password auth)",
+        "api_key": "Illumina API key (API-key auth)",
+        "verify": "true",
+    },
+}
+
+
+def conn_fields_schema() -> dict[str, Any]:
+    """``conn-fields`` for the provider info (Airflow 3.2+)."""
+    fields: dict[str, Any] = {}
+    for name, (label, description, kind, secret) in CONN_FIELDS.items():
+        schema: dict[str, Any] = {"type": [kind, "null"]}
+        if secret:
+            schema["format"] = "password"
+        fields[name] = {"label": label, "description": description, "schema": schema}
+    return fields
