@@ -61,6 +61,12 @@ CONN_FIELDS: dict[str, tuple[str, str, str, bool]] = {
         "number",
         False,
     ),
+    "case_url_template": (
+        "Case page URL template",
+        "The case link's target, with {base_url} and {case_name}. Default {base_url}/case/{case_name}.",
+        "string",
+        False,
+    ),
     "allow_http": (
         "Allow plain http",
         "Allow http:// to a non-loopback host. Off: the real service is HTTPS only.",

@@ -7,12 +7,14 @@ Illumina API keys ``Authorization: Basic base64("emedgene:<key>")`` with the *qu
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import json
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -189,6 +191,9 @@ class TokenCache:
     def __init__(self) -> None:
         self._tokens: dict[tuple[str, ...], Token] = {}
         self._locks: dict[tuple[str, ...], threading.Lock] = {}
+        self._async_locks: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[tuple[str, ...], asyncio.Lock]
+        ] = weakref.WeakKeyDictionary()
         self._guard = threading.Lock()
 
     def get(self, key: tuple[str, ...]) -> Token | None:
@@ -206,6 +211,13 @@ class TokenCache:
     def lock(self, key: tuple[str, ...]) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
+
+    def async_lock(self, key: tuple[str, ...]) -> asyncio.Lock:
+        """The asyncio counterpart of :meth:`lock`, one per event loop: a triggerer's thousands of
+        waits on one tenant await a single login instead of each making one."""
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            return self._async_locks.setdefault(loop, {}).setdefault(key, asyncio.Lock())
 
     def clear(self) -> None:
         with self._guard:

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from emedgene_provider.client.auth import AuthType, Credentials, derive_token_url
+from emedgene_provider.client.endpoints import case_path_segment
 from emedgene_provider.client.errors import EmedgeneConfigError
 from emedgene_provider.client.retry import RetryPolicy
 
@@ -22,6 +23,7 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_TOKEN_LIFETIME = 3600.0
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_RETRY_MAX_WAIT = 60.0
+DEFAULT_CASE_URL_TEMPLATE = "{base_url}/case/{case_name}"
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -58,6 +60,15 @@ class ClientConfig:
     @property
     def base_url(self) -> str:
         return self.credentials.base_url
+
+    def case_url(self, case_name: str) -> str:
+        """The case's page on the tenant, for the operators' "Emedgene case" link.
+
+        The page URL is not published [assumed]: the default is ``{base_url}/case/{case_name}``, and
+        the extra ``case_url_template`` (with ``{base_url}`` and ``{case_name}``) overrides it.
+        """
+        template = self.case_url_template or DEFAULT_CASE_URL_TEMPLATE
+        return template.format(base_url=self.base_url, case_name=case_path_segment(case_name))
 
 
 def _is_loopback(host: str) -> bool:
@@ -224,6 +235,15 @@ def config_from_connection(
         verify = str(verify_raw)  # a CA bundle path, for a lab's proxy or the simulator
     max_retries = int(_number("max_retries", extras.get("max_retries"), DEFAULT_MAX_RETRIES))
     retry_max_wait = _number("retry_max_wait", extras.get("retry_max_wait"), DEFAULT_RETRY_MAX_WAIT)
+    case_url_template = extras.get("case_url_template") or None
+    if case_url_template is not None:
+        try:
+            str(case_url_template).format(base_url="", case_name="")
+        except (KeyError, IndexError, ValueError):
+            raise EmedgeneConfigError(
+                f"Emedgene connection extra 'case_url_template' {case_url_template!r} may use only "
+                "{base_url} and {case_name}."
+            ) from None
     return ClientConfig(
         credentials=credentials,
         verify=verify,
@@ -232,6 +252,6 @@ def config_from_connection(
             "token_lifetime", extras.get("token_lifetime"), DEFAULT_TOKEN_LIFETIME, minimum=1.0
         ),
         retry=RetryPolicy(max_attempts=max_retries + 1, max_wait=retry_max_wait),
-        case_url_template=extras.get("case_url_template") or None,
+        case_url_template=case_url_template,
         on_secret=on_secret,
     )

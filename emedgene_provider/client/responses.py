@@ -14,12 +14,16 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from emedgene_provider.client.auth import Credentials, Token, parse_token
 from emedgene_provider.client.endpoints import ApiCall
 from emedgene_provider.client.errors import (
     EmedgeneAmbiguousCreateError,
+    EmedgeneAuthError,
     EmedgeneError,
     EmedgeneInvalidRequestError,
     EmedgeneNotFoundError,
+    EmedgeneRateLimitedError,
+    EmedgeneUnavailableError,
     EmedgeneUnexpectedResponseError,
 )
 from emedgene_provider.client.retry import TransientFailure, is_retryable_status, parse_retry_after
@@ -167,4 +171,73 @@ def field_of(call: ApiCall, body: Any, *keys: str, kind: type | tuple[type, ...]
         f"(keys: {seen})",
         operation=call.operation,
         case_name=call.case_name,
+    )
+
+
+def interpret_login(
+    creds: Credentials,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    scrub: Scrub,
+    *,
+    default_lifetime: float,
+) -> Token:
+    """The token of a login answer, or the error it means. A login changes nothing on the server,
+    so every transient failure (429, 5xx) is retried; 4xx means wrong credentials or wrong URL."""
+    content_type = headers.get("Content-Type", headers.get("content-type", "")) or ""
+    facts: dict[str, Any] = {"operation": "login", "status_code": status}
+    if 200 <= status < 300:
+        try:
+            parsed: Any = json.loads(body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            parsed = None
+        token = parse_token(parsed, default_lifetime=default_lifetime)
+        if token is not None:
+            return token
+        words = (
+            scrub(server_words(body, content_type)) if parsed is None else "(no access_token in the answer)"
+        )
+        raise EmedgeneUnexpectedResponseError(
+            f"Emedgene {creds.describe()}: HTTP {status} without an access_token: {words}",
+            server_message=words,
+            **facts,
+        )
+    words = scrub(server_words(body, content_type))
+    if status == 429 or status >= 500:
+        raise TransientFailure(
+            f"HTTP {status} from {creds.describe()}: {words}",
+            status_code=status,
+            retry_after=parse_retry_after(headers.get("Retry-After") or headers.get("retry-after")),
+            server_message=words,
+        )
+    hint = " (check the host and the extra 'token_url')" if status in (404, 405) else ""
+    raise EmedgeneAuthError(
+        f"Emedgene {creds.describe()} failed: HTTP {status}: {words}{hint}", server_message=words, **facts
+    )
+
+
+def retries_exhausted(call: ApiCall, failure: TransientFailure, attempts: int) -> EmedgeneError:
+    """The final error once a transient failure outlasted every attempt."""
+    message = f"Emedgene {call.describe()}: still failing after {attempts} attempt(s): {failure.detail}"
+    facts: dict[str, Any] = {
+        "operation": call.operation,
+        "case_name": call.case_name,
+        "status_code": failure.status_code,
+        "server_message": failure.server_message,
+    }
+    if failure.status_code == 429:
+        return EmedgeneRateLimitedError(message, retry_after=failure.retry_after, **facts)
+    return EmedgeneUnavailableError(message, **facts)
+
+
+def fresh_token_refused(call: ApiCall, again: AuthRejected) -> EmedgeneError:
+    """A call refused (401/403) even with a token issued just now: a permission problem."""
+    return EmedgeneAuthError(
+        f"Emedgene {call.describe()}: HTTP {again.status_code} from {call.method} {call.path} even "
+        f"with a fresh token: {again.server_message} (does this user have access?)",
+        operation=call.operation,
+        case_name=call.case_name,
+        status_code=again.status_code,
+        server_message=again.server_message,
     )

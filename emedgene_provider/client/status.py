@@ -73,3 +73,24 @@ def has_reached(status: str, target: str) -> bool:
         return True
     current = rank(status)
     return current >= 0 and current > rank(target) and rank(target) >= 0
+
+
+SUCCESS = "success"
+FAILED = "failed"
+WAITING = "waiting"
+
+
+def evaluate(
+    status: str, targets: tuple[str, ...] | list[str], failures: tuple[str, ...] | list[str] | None
+) -> str:
+    """Where a wait stands: :data:`SUCCESS` (a target reached or passed), :data:`FAILED` (a failure
+    status, checked first so a failed case never counts as done) or :data:`WAITING`.
+
+    ``failures`` None means :data:`FAILURE_STATUSES`. Sensor, operators and trigger all decide here.
+    """
+    failure_set = {normalise(s) for s in (FAILURE_STATUSES if failures is None else failures)}
+    if normalise(status) in failure_set:
+        return FAILED
+    if any(has_reached(status, target) for target in targets):
+        return SUCCESS
+    return WAITING

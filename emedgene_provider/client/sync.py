@@ -15,25 +15,24 @@ import requests
 import tenacity
 
 from emedgene_provider.client import endpoints
-from emedgene_provider.client.auth import TOKEN_CACHE, Token, TokenCache, login_request, parse_token
+from emedgene_provider.client.auth import TOKEN_CACHE, Token, TokenCache, login_request
 from emedgene_provider.client.config import ClientConfig
 from emedgene_provider.client.endpoints import ApiCall
 from emedgene_provider.client.errors import (
-    EmedgeneAuthError,
     EmedgeneConfigError,
     EmedgeneError,
-    EmedgeneRateLimitedError,
-    EmedgeneUnavailableError,
     EmedgeneUnexpectedResponseError,
 )
 from emedgene_provider.client.responses import (
     AuthRejected,
     ambiguous_create,
     field_of,
+    fresh_token_refused,
     interpret,
-    server_words,
+    interpret_login,
+    retries_exhausted,
 )
-from emedgene_provider.client.retry import TransientFailure, parse_retry_after
+from emedgene_provider.client.retry import TransientFailure
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,7 +73,6 @@ class EmedgeneClient:
         self._key = config.credentials.cache_key()
         self._secrets: set[str] = set(config.credentials.secrets())
         self.session = requests.Session()
-        self.session.verify = config.verify
         self.sleep: Callable[[float], None] = time.sleep  # tests replace it to skip waits
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -112,19 +110,7 @@ class EmedgeneClient:
         try:
             return retrying(attempt)
         except TransientFailure as failure:
-            message = (
-                f"Emedgene {call.describe()}: still failing after {policy.max_attempts} attempt(s): "
-                f"{failure.detail}"
-            )
-            facts: dict[str, Any] = {
-                "operation": call.operation,
-                "case_name": call.case_name,
-                "status_code": failure.status_code,
-                "server_message": failure.server_message,
-            }
-            if failure.status_code == 429:
-                raise EmedgeneRateLimitedError(message, retry_after=failure.retry_after, **facts) from None
-            raise EmedgeneUnavailableError(message, **facts) from None
+            raise retries_exhausted(call, failure, policy.max_attempts) from None
 
     def _send(
         self,
@@ -138,7 +124,14 @@ class EmedgeneClient:
         """One HTTP attempt; transport failures become a retry, an ambiguity, or a final error."""
         try:
             return self.session.request(
-                call.method, url, params=params, json=json, headers=headers, timeout=self.config.timeout
+                call.method,
+                url,
+                params=params,
+                json=json,
+                headers=headers,
+                timeout=self.config.timeout,
+                # Per request: with REQUESTS_CA_BUNDLE set, requests ignores ``Session.verify``.
+                verify=self.config.verify,
             )
         except requests.exceptions.SSLError as exc:
             raise EmedgeneConfigError(
@@ -177,32 +170,13 @@ class EmedgeneClient:
             response = self._send(
                 login_call, request.url, headers=request.headers, params=request.params, json=request.json
             )
-            status = response.status_code
-            words = self.scrub(server_words(response.content, response.headers.get("Content-Type", "")))
-            facts: dict[str, Any] = {"operation": "login", "status_code": status, "server_message": words}
-            if 200 <= status < 300:
-                try:
-                    body = response.json()
-                except ValueError:
-                    body = None
-                token = parse_token(body, default_lifetime=self.config.token_lifetime)
-                if token is None:
-                    raise EmedgeneUnexpectedResponseError(
-                        f"Emedgene {creds.describe()}: HTTP {status} without an access_token: {words}",
-                        **facts,
-                    )
-                return token
-            if status == 429 or status >= 500:
-                # A login changes nothing on the server, so every transient failure is retried.
-                raise TransientFailure(
-                    f"HTTP {status} from {creds.describe()}: {words}",
-                    status_code=status,
-                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                    server_message=words,
-                )
-            hint = " (check the host and the extra 'token_url')" if status in (404, 405) else ""
-            raise EmedgeneAuthError(
-                f"Emedgene {creds.describe()} failed: HTTP {status}: {words}{hint}", **facts
+            return interpret_login(
+                creds,
+                response.status_code,
+                response.headers,
+                response.content,
+                self.scrub,
+                default_lifetime=self.config.token_lifetime,
             )
 
         token = self._with_retries(ApiCall("login", "POST", login_call.path, safe_to_repeat=True), attempt)
@@ -238,14 +212,7 @@ class EmedgeneClient:
         try:
             return self._with_retries(call, lambda: self._attempt(call, token))
         except AuthRejected as again:
-            raise EmedgeneAuthError(
-                f"Emedgene {call.describe()}: HTTP {again.status_code} from {call.method} {call.path} even "
-                f"with a fresh token: {again.server_message} (does this user have access?)",
-                operation=call.operation,
-                case_name=call.case_name,
-                status_code=again.status_code,
-                server_message=again.server_message,
-            ) from None
+            raise fresh_token_refused(call, again) from None
 
     # -- the API ----------------------------------------------------------------------------
 

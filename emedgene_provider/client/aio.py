@@ -1,0 +1,226 @@
+"""The asyncio Emedgene client, for triggers: the same calls, policy, token cache and error mapping
+as :mod:`emedgene_provider.client.sync`, over aiohttp.
+
+Only the transport differs. Which answers mean what is decided in
+:mod:`emedgene_provider.client.responses`, retry and backoff in :mod:`emedgene_provider.client.retry`,
+tokens are shared with every other client of the process through
+:data:`~emedgene_provider.client.auth.TOKEN_CACHE` (one login for a triggerer's many waits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import aiohttp
+import tenacity
+
+from emedgene_provider.client import endpoints
+from emedgene_provider.client.auth import TOKEN_CACHE, Token, TokenCache, login_request
+from emedgene_provider.client.config import ClientConfig
+from emedgene_provider.client.endpoints import ApiCall
+from emedgene_provider.client.errors import EmedgeneConfigError
+from emedgene_provider.client.responses import (
+    AuthRejected,
+    ambiguous_create,
+    field_of,
+    fresh_token_refused,
+    interpret,
+    interpret_login,
+    retries_exhausted,
+)
+from emedgene_provider.client.retry import TransientFailure
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def ssl_setting(verify: bool | str) -> ssl.SSLContext | bool:
+    """aiohttp's ``ssl=`` for a connection's ``verify``: default checks, none, or a CA bundle."""
+    if verify is True:
+        return True
+    if verify is False:
+        return False
+    return ssl.create_default_context(cafile=verify)
+
+
+class AsyncEmedgeneClient:
+    """Async calls to one Emedgene tenant. Use as ``async with AsyncEmedgeneClient(config) as c``.
+
+    :param config: where and how to connect.
+    :param token_cache: where tokens are shared; the process-wide cache by default.
+    :param session: an aiohttp session to share (not closed here); one is made otherwise.
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        token_cache: TokenCache | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.config = config
+        self._cache = token_cache or TOKEN_CACHE
+        self._key = config.credentials.cache_key()
+        self._secrets: set[str] = set(config.credentials.secrets())
+        self._session = session
+        self._owns_session = session is None
+        self._ssl = ssl_setting(config.verify)
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests replace it
+
+    async def __aenter__(self) -> AsyncEmedgeneClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.timeout))
+        return self._session
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    async def _with_retries(self, call: ApiCall, attempt: Callable[[], Awaitable[T]]) -> T:
+        policy = self.config.retry
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            failure = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "Emedgene %s: %s; attempt %d of %d, retrying in %.1f s",
+                call.describe(),
+                getattr(failure, "detail", failure),
+                state.attempt_number,
+                policy.max_attempts,
+                state.upcoming_sleep,
+            )
+
+        retrying = tenacity.AsyncRetrying(
+            sleep=self.sleep,
+            before_sleep=before_sleep,
+            **policy.tenacity_kwargs(),  # type: ignore[arg-type]
+        )
+        try:
+            return await retrying(attempt)
+        except TransientFailure as failure:
+            raise retries_exhausted(call, failure, policy.max_attempts) from None
+
+    async def _send(
+        self,
+        call: ApiCall,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: tuple[tuple[str, str], ...] = (),
+        json: Any = None,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One HTTP attempt; transport failures become a retry, an ambiguity, or a final error."""
+        try:
+            async with self.session.request(
+                call.method, url, params=list(params), json=json, headers=dict(headers), ssl=self._ssl
+            ) as response:
+                body = await response.read()
+                return response.status, response.headers, body
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise EmedgeneConfigError(
+                f"Emedgene {call.describe()}: TLS verification failed for {self.config.base_url}: "
+                f"{self.scrub(str(exc))[:300]}. For a lab proxy or the simulator's certificate set the "
+                "connection extra 'verify' to the CA bundle's path.",
+                operation=call.operation,
+                case_name=call.case_name,
+            ) from None
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            kind = type(exc).__name__
+            detail = f"{kind} on {call.method} {call.path}: {self.scrub(str(exc))[:200]}"
+            never_sent = isinstance(exc, aiohttp.ClientConnectorError)
+            if call.idempotent or never_sent:
+                raise TransientFailure(detail) from None
+            raise ambiguous_create(call, detail) from None
+
+    async def _login(self) -> Token:
+        creds = self.config.credentials
+        request = login_request(creds)
+        login_call = ApiCall(
+            "login", request.method, request.url.replace(creds.base_url, "", 1), safe_to_repeat=True
+        )
+
+        async def attempt() -> Token:
+            status, headers, body = await self._send(
+                login_call, request.url, headers=request.headers, params=request.params, json=request.json
+            )
+            return interpret_login(
+                creds, status, headers, body, self.scrub, default_lifetime=self.config.token_lifetime
+            )
+
+        token = await self._with_retries(login_call, attempt)
+        self._secrets.add(token.access_token)
+        if self.config.on_secret:
+            self.config.on_secret(token.access_token)
+        log.info("Emedgene: logged in (%s)", creds.describe())
+        return token
+
+    async def token(self) -> Token:
+        token = self._cache.get(self._key)
+        if token is None:
+            async with self._cache.async_lock(self._key):
+                token = self._cache.get(self._key)
+                if token is None:
+                    token = await self._login()
+                    self._cache.put(self._key, token)
+        self._secrets.add(token.access_token)
+        return token
+
+    async def _attempt(self, call: ApiCall, token: Token) -> Any:
+        status, headers, body = await self._send(
+            call,
+            self.config.base_url + call.path,
+            headers={"Authorization": token.header_value, "Accept": "application/json"},
+            params=call.params,
+            json=call.json,
+        )
+        return interpret(call, status, headers, body, self.scrub)
+
+    async def call(self, call: ApiCall) -> Any:
+        """Send ``call`` with retries; on 401/403 renew the token and replay once."""
+        token = await self.token()
+
+        async def attempt() -> Any:  # tenacity awaits coroutine functions, not lambdas
+            return await self._attempt(call, token)
+
+        try:
+            return await self._with_retries(call, attempt)
+        except AuthRejected:
+            log.info("Emedgene %s: token refused, logging in again and replaying once", call.describe())
+            self._cache.invalidate(self._key, token)
+        token = await self.token()
+        try:
+            return await self._with_retries(call, attempt)
+        except AuthRejected as again:
+            raise fresh_token_refused(call, again) from None
+
+    async def get_case_status(self, case_name: str) -> str:
+        call = endpoints.get_case_status(case_name)
+        return str(field_of(call, await self.call(call), "status", kind=str))
+
+    async def get_case(self, case_name: str, test_fields: list[str] | None = None) -> dict[str, Any]:
+        call = endpoints.get_case(case_name, test_fields)
+        body = await self.call(call)
+        if not isinstance(body, dict):
+            field_of(call, body, "name", kind=dict)
+        return dict(body)

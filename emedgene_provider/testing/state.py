@@ -1,0 +1,225 @@
+"""Everything the simulator remembers: cases and their lifecycle, tokens, counters.
+
+The state is plain data touched only from the server's event loop (the in-process runner hops
+onto the loop to change it), so no locks are needed and thousands of pollers cost nothing but a
+dictionary lookup each. Time comes from an injectable monotonic clock so the lifecycle can be
+reasoned about without sleeping.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from emedgene_provider.client import status as st
+
+TokenStyle = Literal["plain", "expires_in", "jwt"]
+TOKEN_STYLES: tuple[str, ...] = ("plain", "expires_in", "jwt")
+
+
+@dataclass
+class SimCase:
+    """One case as submitted, plus what the simulator needs to move it through the lifecycle."""
+
+    name: str
+    body: dict[str, Any]
+    created_at: float  # monotonic, drives the lifecycle
+    created_iso: str  # wall clock, what the API shows
+    outcome: str
+    manual_status: str | None = None
+
+    @property
+    def test_data(self) -> dict[str, Any]:
+        td = self.body.get("test_data")
+        return td if isinstance(td, dict) else {}
+
+    @property
+    def should_upload(self) -> bool:
+        return self.body.get("should_upload") is True
+
+
+def lifecycle(should_upload: bool, outcome: str) -> list[str]:
+    """The statuses a case passes through, one stage each; the last one is kept for ever.
+
+    ``outcome`` Delivered ends there; a failure (Issue reported, Trash bin) replaces Delivered, so
+    the case is never delivered; Finalized or a lab's custom status follows one stage of Delivered.
+    """
+    stages = [st.PENDING_SEQUENCING] if should_upload else []
+    stages += [st.UPLOADING, st.IN_PROGRESS]
+    if st.is_failure(outcome):
+        stages.append(outcome)
+    elif st.normalise(outcome) == st.normalise(st.DELIVERED):
+        stages.append(st.DELIVERED)
+    else:
+        stages += [st.DELIVERED, outcome]
+    return stages
+
+
+def status_at(case: SimCase, now: float, stage_seconds: float) -> str:
+    """A case's status at monotonic time ``now``: a status set by hand wins, else elapsed time."""
+    if case.manual_status is not None:
+        return case.manual_status
+    stages = lifecycle(case.should_upload, case.outcome)
+    if stage_seconds <= 0:
+        return stages[-1]
+    index = int(max(now - case.created_at, 0.0) // stage_seconds)
+    return stages[min(index, len(stages) - 1)]
+
+
+@dataclass
+class IssuedToken:
+    """A bearer token the simulator handed out."""
+
+    issued_at: float  # monotonic
+    expired: bool = False
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+@dataclass
+class SimState:
+    """The simulator's memory. Create cases, issue and check tokens, count what happened.
+
+    :param stage_seconds: how long each lifecycle stage lasts.
+    :param token_ttl: seconds a token stays valid; older ones answer 403.
+    :param token_style: ``plain`` (opaque), ``expires_in`` (opaque plus ``expires_in``) or
+        ``jwt`` (a JWT-shaped token with an ``exp`` claim).
+    :param outcome: the default final status of new cases.
+    :param seed: makes case names reproducible.
+    :param clock: monotonic clock, replaceable in unit tests.
+    """
+
+    stage_seconds: float = 2.0
+    token_ttl: float = 3600.0
+    token_style: str = "plain"  # noqa: S105 - a style name, not a secret
+    outcome: str = st.DELIVERED
+    seed: int | None = None
+    clock: Callable[[], float] = time.monotonic
+    cases: dict[str, SimCase] = field(default_factory=dict)
+    tokens: dict[str, IssuedToken] = field(default_factory=dict)
+    logins: int = 0
+    login_failures: int = 0
+    cases_created: int = 0
+    faults_injected: int = 0
+    in_flight: int = 0
+    in_flight_max: int = 0
+    requests: Counter[str] = field(default_factory=Counter)
+    _next_number: int = 0
+
+    def __post_init__(self) -> None:
+        if self.token_style not in TOKEN_STYLES:
+            raise ValueError(
+                f"token_style must be one of {', '.join(TOKEN_STYLES)}, not {self.token_style!r}"
+            )
+        self._reset_names()
+
+    def _reset_names(self) -> None:
+        # A random 9-digit base, so names look like the real EMG107903188 and differ between runs
+        # unless a seed is given.
+        rng = random.Random(self.seed)  # noqa: S311 - names, not secrets
+        self._next_number = rng.randrange(100_000_000, 900_000_000)
+
+    def reset(self) -> None:
+        """Forget cases, tokens and counters; names restart from the seed's base."""
+        self.cases.clear()
+        self.tokens.clear()
+        self.logins = self.login_failures = self.cases_created = self.faults_injected = 0
+        self.in_flight_max = self.in_flight
+        self.requests.clear()
+        self._reset_names()
+
+    # -- cases ---------------------------------------------------------------------------------
+
+    def create_case(self, body: dict[str, Any]) -> SimCase:
+        """Store a (validated) case and give it the next ``EMG`` + 9 digits name."""
+        name = f"EMG{self._next_number:09d}"
+        self._next_number += 1
+        extra = body.get("test_data", {}).get("extra_data") or {}
+        outcome = extra.get("simulator_outcome") if isinstance(extra, dict) else None
+        case = SimCase(
+            name=name,
+            body=body,
+            created_at=self.clock(),
+            created_iso=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            outcome=str(outcome) if isinstance(outcome, str) and outcome.strip() else self.outcome,
+        )
+        self.cases[name] = case
+        self.cases_created += 1
+        return case
+
+    def status_of(self, case: SimCase) -> str:
+        return status_at(case, self.clock(), self.stage_seconds)
+
+    def set_status(self, name: str, status: str) -> None:
+        """Fix a case's status by hand; time no longer moves it. KeyError if unknown."""
+        self.cases[name].manual_status = status
+
+    # -- tokens --------------------------------------------------------------------------------
+
+    def issue_token(self, subject: str) -> dict[str, Any]:
+        """A fresh token, answered in the configured style (without the login flow's own fields)."""
+        if self.token_style == "jwt":  # noqa: S105
+            now = int(time.time())
+            header = _b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "emedgene-simulator"}).encode())
+            payload = _b64url(
+                json.dumps(
+                    {
+                        "sub": subject,
+                        "aud": "emedgene",
+                        "iss": "emedgene-simulator",
+                        "iat": now,
+                        "exp": now + int(self.token_ttl),
+                        "jti": secrets.token_hex(8),
+                    }
+                ).encode()
+            )
+            token = f"{header}.{payload}.{_b64url(secrets.token_bytes(32))}"
+        else:
+            token = secrets.token_urlsafe(32)
+        self.tokens[token] = IssuedToken(issued_at=self.clock())
+        self.logins += 1
+        answer: dict[str, Any] = {"access_token": token}
+        if self.token_style == "expires_in":  # noqa: S105
+            answer["expires_in"] = (
+                int(self.token_ttl) if float(self.token_ttl).is_integer() else self.token_ttl
+            )
+        return answer
+
+    def check_token(self, token: str) -> Literal["ok", "unknown", "expired"]:
+        issued = self.tokens.get(token)
+        if issued is None:
+            return "unknown"
+        if issued.expired or self.clock() - issued.issued_at >= self.token_ttl:
+            return "expired"
+        return "ok"
+
+    def revoke_tokens(self) -> None:
+        """Every token becomes unknown: the next call answers 401."""
+        self.tokens.clear()
+
+    def expire_tokens(self) -> None:
+        """Every token issued so far is past its lifetime: the next call answers 403."""
+        for issued in self.tokens.values():
+            issued.expired = True
+
+    # -- counters ------------------------------------------------------------------------------
+
+    def counters(self) -> dict[str, Any]:
+        return {
+            "logins": self.logins,
+            "login_failures": self.login_failures,
+            "requests": dict(self.requests),
+            "cases_created": self.cases_created,
+            "faults_injected": self.faults_injected,
+            "in_flight_max": self.in_flight_max,
+        }
