@@ -1,64 +1,71 @@
-"""`make demo`: the hook end to end against the bundled Emedgene simulator.
+"""`make demo`: the example pipeline DAG end to end in a real Airflow, against the simulator.
 
-Starts the simulator, points the ``emedgene_default`` connection at it, and walks one case through
-its life with :class:`EmedgeneHook`: test the connection, list storage, validate and create the
-trio case from ``dags_examples/cases/``, wait for delivery, fetch candidates and the export, and
-write the export to a JSON file whose path it prints.
+Starts the bundled Emedgene simulator as a process, points ``emedgene_default`` at it, writes
+the sequencing run's completion marker, migrates an SQLite metadata DB under ``.demo/``, runs
+``airflow dags test emedgene_case_pipeline`` (the deferred wait runs its trigger inline), prints
+where the export went, and stops the simulator whatever happened.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO_HOME = Path(os.environ.get("DEMO_HOME", ROOT / ".demo")).resolve()
-os.environ.setdefault("AIRFLOW_HOME", str(DEMO_HOME / "airflow_home"))
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+DEMO = Path(os.environ.get("DEMO_HOME", ROOT / ".demo")).resolve()
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+def start_simulator() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emedgene_provider.testing.simulator", "--port", "0", "--stage-seconds", "2"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if "listening on" not in line:
+        proc.kill()
+        raise SystemExit(f"the simulator did not start: {line!r}")
+    return proc, line.rsplit(" ", 1)[1]
 
 
 def main() -> int:
-    from emedgene_provider.client import status as lifecycle
-    from emedgene_provider.hooks.emedgene import EmedgeneHook
-    from emedgene_provider.testing import EmedgeneSimulator
-
-    case = json.loads((ROOT / "dags_examples" / "cases" / "trio-exome-vcf.json").read_text())
-    with EmedgeneSimulator(stage_seconds=1.0) as sim:
-        print(f"Simulator: {sim.url}")
-        os.environ["AIRFLOW_CONN_EMEDGENE_DEFAULT"] = json.dumps(sim.connection_json())
-        hook = EmedgeneHook()
-        ok, message = hook.test_connection()
-        print(f"test_connection: {ok} - {message}")
-        if not ok:
-            return 1
-        print(f"storage providers: {[p.get('name') for p in hook.list_storage_providers()]}")
-        hook.validate_case(case)
-        name = hook.create_case(case)
-        print(f"created case {name}")
-        deadline = time.monotonic() + 120
-        status = hook.get_case_status(name)
-        while not lifecycle.has_reached(status, lifecycle.DELIVERED):
-            if lifecycle.is_failure(status) or time.monotonic() > deadline:
-                print(f"case {name} ended in {status!r}", file=sys.stderr)
-                return 1
-            print(f"  {name}: {status}")
-            time.sleep(0.5)
-            status = hook.get_case_status(name)
-        print(f"  {name}: {status}")
-        candidates = hook.get_candidates(name)
-        export = hook.export_case(name)
-        out_dir = DEMO_HOME / "exports"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=out_dir, delete=False, suffix=".tmp") as tmp:
-            json.dump(export, tmp, indent=1)
-        out = out_dir / f"{name}.json"
-        os.replace(tmp.name, out)
-        print(f"{len(candidates)} candidates; export of {len(export)} variants written to {out}")
-        print(f"cases in the tenant: {sum(1 for _ in hook.iter_cases(page_size=10))}")
+    data = DEMO / "data"
+    marker = data / "runs" / "latest" / "CopyComplete.txt"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("run complete\n")
+    sim, url = start_simulator()
+    print(f"Emedgene simulator at {url}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(
+        AIRFLOW_HOME=str(DEMO / "airflow_home"),
+        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags_examples"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{DEMO / 'airflow_home' / 'airflow.db'}",
+        AIRFLOW_CONN_EMEDGENE_DEFAULT=json.dumps(
+            {"conn_type": "emedgene", "host": url, "login": "lab-user", "password": "lab-password"}
+        ),
+        EMEDGENE_DATA_DIR=str(data),
+        EMEDGENE_POLL_INTERVAL="2",
+    )
+    try:
+        (DEMO / "airflow_home").mkdir(parents=True, exist_ok=True)
+        subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+        run = subprocess.run([AIRFLOW, "dags", "test", "emedgene_case_pipeline"], env=env, check=False)
+    finally:
+        sim.terminate()
+        sim.wait(timeout=30)
+    exports = sorted((data / "exports").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    if run.returncode != 0 or not exports:
+        print(f"emedgene_case_pipeline failed (exit {run.returncode})", file=sys.stderr)
+        return 1
+    count = len(json.loads(exports[-1].read_text()))
+    print(f"\nemedgene_case_pipeline succeeded: the export of case {exports[-1].stem} ({count} variants) is at")
+    print(f"  {exports[-1]}")
     return 0
 
 

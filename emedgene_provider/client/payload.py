@@ -128,3 +128,18 @@ def case_problems(case: Any) -> list[str]:
             problems.extend(_member_problems(f"test_data.{where}", member))
     problems.extend(_sample_problems(td.get("samples"), td.get("sample_type")))
     return problems
+
+
+_HPO = re.compile(r"^HP:(\d{7})$")
+
+
+def phenotype_id(term: str) -> str:
+    """Emedgene's id for an HPO term: ``HP:0001250`` → ``phenotypes/EMG_PHENOTYPE_0001250`` [py];
+    an id already in Emedgene's form passes through."""
+    text = term.strip()
+    if PHENOTYPE_ID.match(text):
+        return text
+    match = _HPO.match(text.upper())
+    if not match:
+        raise ValueError(f"{term!r} is neither an HPO term (HP:0001250) nor an Emedgene phenotype id")
+    return f"phenotypes/EMG_PHENOTYPE_{match.group(1)}"

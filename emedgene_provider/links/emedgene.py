@@ -1,0 +1,23 @@
+"""The "Emedgene case" extra link: from a task to its case's page on the tenant."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseOperatorLink, XCom
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import TaskInstanceKey
+
+#: XCom key under which every Emedgene task pushes its case's page URL (before any waiting).
+XCOM_CASE_URL = "emedgene_case_url"
+
+
+class EmedgeneCaseLink(BaseOperatorLink):
+    """Points at the URL the task pushed under :data:`XCOM_CASE_URL`; empty before it has one."""
+
+    name = "Emedgene case"
+
+    def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
+        url = XCom.get_value(key=XCOM_CASE_URL, ti_key=ti_key)
+        return str(url) if url else ""

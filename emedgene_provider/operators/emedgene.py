@@ -1,0 +1,278 @@
+"""Operators: create a case (and optionally wait for it), fetch a case, its candidates, its export."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
+    BaseOperator,
+    ObjectStoragePath,
+    conf,
+)
+
+from emedgene_provider.client.payload import case_problems
+from emedgene_provider.hooks.emedgene import EmedgeneHook
+from emedgene_provider.links.emedgene import XCOM_CASE_URL, EmedgeneCaseLink
+from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger
+from emedgene_provider.waiting import DEFAULT_TARGETS, check_case, resume, wait_blocking
+
+#: Above this many bytes of JSON a result belongs in object storage, not in XCom.
+DEFAULT_MAX_XCOM_BYTES = 512 * 1024
+
+
+class _EmedgeneCaseOperator(BaseOperator):
+    """What every Emedgene operator shares: the connection, the hook, the case link."""
+
+    operator_extra_links = (EmedgeneCaseLink(),)
+    ui_color = "#d9ecf7"
+
+    def __init__(self, *, emedgene_conn_id: str = EmedgeneHook.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.emedgene_conn_id = emedgene_conn_id
+
+    @cached_property
+    def hook(self) -> EmedgeneHook:
+        return EmedgeneHook(emedgene_conn_id=self.emedgene_conn_id)
+
+    def push_case_url(self, context: Any, case_name: str) -> None:
+        context["ti"].xcom_push(key=XCOM_CASE_URL, value=self.hook.config.case_url(case_name))
+
+
+class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
+    """Create an Emedgene case, push its name and page URL, and optionally wait for it.
+
+    The payload is checked locally first and every problem is listed at once. The case name is
+    pushed as the return value and the case URL under ``emedgene_case_url`` *before* any waiting,
+    so a downstream task or a person can find the case even if the wait fails.
+
+    :param case: the case JSON, as a dict or as the path of a ``.json`` file (relative to the DAG
+        folder or ``template_searchpath``); both are Jinja-templated.
+    :param emedgene_conn_id: the Emedgene connection.
+    :param wait_for_completion: wait until a target status before finishing.
+    :param target_statuses: statuses that end the wait. Default ``("Delivered",)``.
+    :param failure_statuses: statuses that fail it; None for the lifecycle's failure statuses.
+    :param poll_interval: seconds between status checks.
+    :param timeout: seconds to wait at most.
+    :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
+    """
+
+    template_fields: Sequence[str] = (
+        "case",
+        "emedgene_conn_id",
+        "target_statuses",
+        "failure_statuses",
+    )
+    template_ext: Sequence[str] = (".json",)
+    template_fields_renderers = {"case": "json"}
+
+    def __init__(
+        self,
+        *,
+        case: dict[str, Any] | str,
+        wait_for_completion: bool = False,
+        target_statuses: Sequence[str] = DEFAULT_TARGETS,
+        failure_statuses: Sequence[str] | None = None,
+        poll_interval: float = 60.0,
+        timeout: float = 7 * 24 * 3600.0,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.case = case
+        self.wait_for_completion = wait_for_completion
+        self.target_statuses = target_statuses
+        self.failure_statuses = failure_statuses
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.deferrable = deferrable
+
+    def load_case(self, context: Any | None = None) -> dict[str, Any]:
+        """The rendered case, checked: a dict as is; JSON text (what a literal ``.json`` path renders
+        to); or a path that only became one when templated (``"{{ params.case_file }}"``), read
+        and rendered here. Every problem is listed at once and nothing is sent if there is one."""
+        case: Any = self.case
+        if isinstance(case, str) and case.strip().endswith(".json") and not case.lstrip().startswith("{"):
+            case = self._read_case_file(case.strip(), context)
+        if isinstance(case, str):
+            try:
+                case = json.loads(case)
+            except ValueError as exc:
+                raise AirflowFailException(
+                    f"Emedgene case for task {self.task_id} is not valid JSON ({exc}): {case[:200]!r}"
+                ) from None
+        problems = case_problems(case)
+        if problems:
+            listed = "\n".join(f"  - {p}" for p in problems)
+            raise AirflowFailException(
+                f"Emedgene case for task {self.task_id} has {len(problems)} problem(s); "
+                f"nothing was sent:\n{listed}"
+            )
+        return dict(case)
+
+    def _read_case_file(self, location: str, context: Any | None) -> str:
+        path = ObjectStoragePath(location if "://" in location else f"file://{self._resolve(location)}")
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise AirflowFailException(f"Emedgene case file {location!r} cannot be read: {exc}") from None
+        return str(self.render_template(text, context)) if context is not None else text
+
+    def _resolve(self, location: str) -> str:
+        """A relative path is relative to the DAG's folder, as Airflow's own template files are."""
+        if location.startswith("/"):
+            return location
+        dag = getattr(self, "dag", None)
+        folder = getattr(dag, "folder", None) if dag is not None else None
+        return f"{folder}/{location}" if folder else location
+
+    def _targets(self) -> list[str]:
+        return [self.target_statuses] if isinstance(self.target_statuses, str) else list(self.target_statuses)
+
+    def _failures(self) -> list[str] | None:
+        if self.failure_statuses is None:
+            return None
+        return (
+            [self.failure_statuses] if isinstance(self.failure_statuses, str) else list(self.failure_statuses)
+        )
+
+    def execute(self, context: Any) -> str:
+        case = self.load_case(context)
+        case_name = self.hook.create_case(case)
+        self.log.info("Created Emedgene case %s", case_name)
+        self.push_case_url(context, case_name)
+        context["ti"].xcom_push(key="return_value", value=case_name)
+        if not self.wait_for_completion:
+            return case_name
+        targets, failures = self._targets(), self._failures()
+        if not self.deferrable:
+            wait_blocking(
+                self.hook,
+                case_name,
+                targets,
+                failures,
+                poll_interval=self.poll_interval,
+                timeout=self.timeout,
+            )
+            return case_name
+        if check_case(self.hook, case_name, targets, failures) is not None:
+            return case_name
+        self.defer(
+            trigger=EmedgeneCaseStatusTrigger(
+                case_name=case_name,
+                emedgene_conn_id=self.emedgene_conn_id,
+                target_statuses=targets,
+                failure_statuses=failures,
+                poll_interval=self.poll_interval,
+                end_time=time.time() + self.timeout,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
+        status = resume(event)
+        case_name = str((event or {}).get("case_name"))
+        self.log.info("Emedgene case %s reached %r", case_name, status)
+        return case_name
+
+
+class EmedgeneGetCaseOperator(_EmedgeneCaseOperator):
+    """Return a case's JSON, whole or only ``test_fields``.
+
+    :param case_name: the case (templated).
+    :param test_fields: the fields to fetch (templated); None for the whole case.
+    """
+
+    template_fields: Sequence[str] = ("case_name", "test_fields", "emedgene_conn_id")
+
+    def __init__(self, *, case_name: str, test_fields: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case_name = case_name
+        self.test_fields = test_fields
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        self.push_case_url(context, self.case_name)
+        return self.hook.get_case(self.case_name, self.test_fields)
+
+
+class _EmedgeneResultOperator(_EmedgeneCaseOperator):
+    """Fetch a list of records; write it to object storage, or return it if it fits in XCom."""
+
+    template_fields: Sequence[str] = ("case_name", "output_path", "emedgene_conn_id")
+    what = "records"
+
+    def __init__(
+        self,
+        *,
+        case_name: str,
+        output_path: str | None = None,
+        max_xcom_bytes: int = DEFAULT_MAX_XCOM_BYTES,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.case_name = case_name
+        self.output_path = output_path
+        self.max_xcom_bytes = max_xcom_bytes
+
+    def fetch(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def execute(self, context: Any) -> Any:
+        self.push_case_url(context, self.case_name)
+        records = self.fetch()
+        text = json.dumps(records, indent=None, sort_keys=True)
+        if self.output_path:
+            location = str(self.output_path)
+            if location.endswith("/"):  # a folder: one file per case, so mapped tasks don't collide
+                location = f"{location}{self.case_name}.json"
+            path = ObjectStoragePath(location)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w") as out:
+                out.write(text)
+            self.log.info("Wrote %d %s of case %s to %s", len(records), self.what, self.case_name, path)
+            return {"path": str(path), "count": len(records)}
+        if len(text.encode()) > self.max_xcom_bytes:
+            raise AirflowFailException(
+                f"Emedgene case {self.case_name}: {len(records)} {self.what} ({len(text.encode())} bytes of "
+                f"JSON) are more than max_xcom_bytes={self.max_xcom_bytes} allows in XCom; set output_path "
+                "(file://, s3://, gs://, ...) to write them to storage instead."
+            )
+        return records
+
+
+class EmedgeneGetCandidatesOperator(_EmedgeneResultOperator):
+    """A delivered case's candidate variants.
+
+    :param case_name: the case (templated).
+    :param output_path: where to write them as JSON, an ObjectStoragePath URI (templated); one ending
+        in ``/`` is a folder that gets ``<case_name>.json``. The operator then returns
+        ``{"path": ..., "count": ...}``; without it, the list.
+    :param max_xcom_bytes: refuse to return more than this much JSON through XCom.
+    """
+
+    what = "candidates"
+
+    def fetch(self) -> list[dict[str, Any]]:
+        return self.hook.get_candidates(self.case_name)
+
+
+class EmedgeneExportCaseOperator(_EmedgeneResultOperator):
+    """A delivered case's detailed export (variants with transcripts, ACMG tags, ...).
+
+    :param case_name: the case (templated).
+    :param output_path: where to write it as JSON, an ObjectStoragePath URI (templated); one ending
+        in ``/`` is a folder that gets ``<case_name>.json``. The operator then returns
+        ``{"path": ..., "count": ...}``; without it, the list.
+    :param max_xcom_bytes: refuse to return more than this much JSON through XCom.
+    """
+
+    what = "exported variants"
+
+    def fetch(self) -> list[dict[str, Any]]:
+        return self.hook.export_case(self.case_name)

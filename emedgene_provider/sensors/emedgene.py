@@ -1,0 +1,106 @@
+"""EmedgeneCaseStatusSensor: wait until a case reaches a status, in poke, reschedule or deferrable mode."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+from airflow.providers.common.compat.sdk import (
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    conf,
+)
+
+from emedgene_provider.hooks.emedgene import EmedgeneHook
+from emedgene_provider.links.emedgene import XCOM_CASE_URL, EmedgeneCaseLink
+from emedgene_provider.triggers.emedgene import EVENT_TIMEOUT, EmedgeneCaseStatusTrigger
+from emedgene_provider.waiting import DEFAULT_TARGETS, check_case, resume
+
+
+class EmedgeneCaseStatusSensor(BaseSensorOperator):
+    """Wait for an Emedgene case to reach one of ``target_statuses`` (or any status past it).
+
+    Lifecycle-aware: a case already Finalized, or in a lab's custom status, has passed Delivered.
+    Statuses compare normalised (case, ``_``, ``-``). A failure status fails the task at once with
+    the case and status in the message (skips it with ``soft_fail``); it never waits out its timeout
+    on a failed case. Stateless between pokes, so reschedule mode works.
+
+    :param case_name: the case to watch (templated).
+    :param target_statuses: statuses that end the wait (templated). Default ``("Delivered",)``.
+    :param failure_statuses: statuses that fail it; None for Issue reported, Trash bin, Move to trash.
+    :param emedgene_conn_id: the Emedgene connection.
+    :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
+    """
+
+    template_fields: Sequence[str] = ("case_name", "target_statuses", "failure_statuses", "emedgene_conn_id")
+    operator_extra_links = (EmedgeneCaseLink(),)
+    ui_color = "#d9ecf7"
+
+    def __init__(
+        self,
+        *,
+        case_name: str,
+        target_statuses: Sequence[str] = DEFAULT_TARGETS,
+        failure_statuses: Sequence[str] | None = None,
+        emedgene_conn_id: str = EmedgeneHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.case_name = case_name
+        self.target_statuses = target_statuses
+        self.failure_statuses = failure_statuses
+        self.emedgene_conn_id = emedgene_conn_id
+        self.deferrable = deferrable
+
+    @cached_property
+    def hook(self) -> EmedgeneHook:
+        return EmedgeneHook(emedgene_conn_id=self.emedgene_conn_id)
+
+    def _targets(self) -> list[str]:
+        return [self.target_statuses] if isinstance(self.target_statuses, str) else list(self.target_statuses)
+
+    def _failures(self) -> list[str] | None:
+        if self.failure_statuses is None:
+            return None
+        return (
+            [self.failure_statuses] if isinstance(self.failure_statuses, str) else list(self.failure_statuses)
+        )
+
+    def poke(self, context: Any) -> bool:
+        return (
+            check_case(self.hook, self.case_name, self._targets(), self._failures(), soft_fail=self.soft_fail)
+            is not None
+        )
+
+    def execute(self, context: Any) -> Any:
+        context["ti"].xcom_push(key=XCOM_CASE_URL, value=self.hook.config.case_url(self.case_name))
+        if not self.deferrable:
+            return super().execute(context)
+        if self.poke(context):  # already there: no deferral, no triggerer round trip
+            return None
+        self.defer(
+            trigger=EmedgeneCaseStatusTrigger(
+                case_name=self.case_name,
+                emedgene_conn_id=self.emedgene_conn_id,
+                target_statuses=self._targets(),
+                failure_statuses=self._failures(),
+                poll_interval=float(self.poke_interval),
+                end_time=time.time() + float(self.timeout),
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=float(self.timeout)),
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
+        if event and event.get("status") == EVENT_TIMEOUT:
+            if self.soft_fail:
+                raise AirflowSkipException(str(event.get("message")))
+            raise AirflowSensorTimeout(str(event.get("message")))
+        status = resume(event, soft_fail=self.soft_fail)
+        self.log.info("Emedgene case %s reached %r", self.case_name, status)
+        return status

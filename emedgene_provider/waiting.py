@@ -1,0 +1,99 @@
+"""Waiting on a case, for the sensor and the create operator alike: one check, one blocking wait,
+and resuming from the trigger's event. Decisions come from :func:`emedgene_provider.client.status.evaluate`,
+the same function the trigger uses, so the three paths cannot disagree."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSkipException
+
+from emedgene_provider.client import status as lifecycle
+from emedgene_provider.client.errors import EmedgeneUnavailableError
+from emedgene_provider.triggers.emedgene import EVENT_FAILED, EVENT_SUCCESS, EVENT_TIMEOUT
+
+if TYPE_CHECKING:
+    from emedgene_provider.hooks.emedgene import EmedgeneHook
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TARGETS = (lifecycle.DELIVERED,)
+
+
+class EmedgeneCaseFailedError(AirflowFailException):
+    """The case reached a failure status (Issue reported, Trash bin, ...): fail now, no retry, since
+    retrying the task cannot change the case; never wait out a timeout on a failed case."""
+
+
+def failed(
+    case_name: str, case_status: str | None, *, soft_fail: bool = False, detail: str = ""
+) -> Exception:
+    message = f"Emedgene case {case_name} is in failure status {case_status!r}{detail}"
+    return AirflowSkipException(message) if soft_fail else EmedgeneCaseFailedError(message)
+
+
+def check_case(
+    hook: EmedgeneHook,
+    case_name: str,
+    targets: tuple[str, ...] | list[str],
+    failures: tuple[str, ...] | list[str] | None,
+    *,
+    soft_fail: bool = False,
+) -> str | None:
+    """The case's status if the wait is over, None if not yet; raises if the case failed.
+
+    A tenant outage that outlasted the hook's retries is "not yet" (logged), not a failure.
+    """
+    try:
+        status = hook.get_case_status(case_name)
+    except EmedgeneUnavailableError as exc:
+        log.warning("Emedgene case %s: %s; will check again", case_name, exc)
+        return None
+    outcome = lifecycle.evaluate(status, targets, failures)
+    if outcome == lifecycle.FAILED:
+        raise failed(case_name, status, soft_fail=soft_fail)
+    log.info("Emedgene case %s is %r (waiting for %s)", case_name, status, " or ".join(targets))
+    return status if outcome == lifecycle.SUCCESS else None
+
+
+def wait_blocking(
+    hook: EmedgeneHook,
+    case_name: str,
+    targets: tuple[str, ...] | list[str],
+    failures: tuple[str, ...] | list[str] | None,
+    *,
+    poll_interval: float,
+    timeout: float,
+) -> str:
+    """Poll until the wait is over; raise on failure or when ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = check_case(hook, case_name, targets, failures)
+        if status is not None:
+            return status
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AirflowException(
+                f"Emedgene case {case_name}: timed out after {timeout:g} s waiting for {' or '.join(targets)}"
+            )
+        time.sleep(min(poll_interval, remaining))
+
+
+def resume(event: dict[str, Any] | None, *, soft_fail: bool = False) -> str:
+    """The case status of a trigger's success event; raise a clear error for anything else."""
+    if not event:
+        raise AirflowException("Emedgene trigger ended without an event")
+    kind = event.get("status")
+    case_name = event.get("case_name")
+    message = str(event.get("message") or "")
+    if kind == EVENT_SUCCESS:
+        return str(event.get("case_status"))
+    if kind == EVENT_FAILED:
+        raise failed(str(case_name), event.get("case_status"), soft_fail=soft_fail)
+    if kind == EVENT_TIMEOUT:
+        if soft_fail:
+            raise AirflowSkipException(message)
+        raise AirflowException(message)
+    raise AirflowException(message or f"Emedgene trigger for case {case_name} failed: {event!r}")
