@@ -121,7 +121,8 @@ with DAG(
 
     @task
     def collect(results: list[dict[str, Any]]) -> dict[str, Any]:
-        report = {"cases": len(results), "variants": sum(r["count"] for r in results), "files": results}
+        files = list(results)  # a lazy XCom sequence: materialise it once
+        report = {"cases": len(files), "variants": sum(r["count"] for r in files), "files": files}
         print(f"Emedgene batch report: {report}")
         return report
 
