@@ -34,6 +34,7 @@ from emedgene_provider.client.responses import (
     retries_exhausted,
 )
 from emedgene_provider.client.retry import TransientFailure
+from emedgene_provider.client.secrets import Scrubber
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,7 +67,7 @@ class AsyncEmedgeneClient:
         self.config = config
         self._cache = token_cache or TOKEN_CACHE
         self._key = config.credentials.cache_key()
-        self._secrets: set[str] = set(config.credentials.secrets())
+        self.scrub = Scrubber(config.credentials.secrets(), on_secret=config.on_secret)
         self._session = session
         self._owns_session = session is None
         self._ssl = ssl_setting(config.verify)
@@ -90,12 +91,6 @@ class AsyncEmedgeneClient:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.timeout))
         return self._session
-
-    def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
 
     async def _with_retries(self, call: ApiCall, attempt: Callable[[], Awaitable[T]]) -> T:
         policy = self.config.retry
@@ -169,9 +164,7 @@ class AsyncEmedgeneClient:
             )
 
         token = await self._with_retries(login_call, attempt)
-        self._secrets.add(token.access_token)
-        if self.config.on_secret:
-            self.config.on_secret(token.access_token)
+        self.scrub.add(token.access_token)
         log.info("Emedgene: logged in (%s)", creds.describe())
         return token
 
@@ -183,7 +176,7 @@ class AsyncEmedgeneClient:
                 if token is None:
                     token = await self._login()
                     self._cache.put(self._key, token)
-        self._secrets.add(token.access_token)
+        self.scrub.add(token.access_token)
         return token
 
     async def _attempt(self, call: ApiCall, token: Token) -> Any:

@@ -45,8 +45,14 @@ class AuthRejected(Exception):
         self.server_message = server_message
 
 
-def trim(text: str, limit: int = MAX_SERVER_WORDS) -> str:
-    text = _BLANKS.sub(" ", text).strip()
+def _keep(text: str) -> str:
+    return text
+
+
+def trim(text: str, limit: int = MAX_SERVER_WORDS, scrub: Scrub = _keep) -> str:
+    """One line of at most ``limit`` characters, secrets scrubbed *before* it is cut, so that no
+    part of a secret survives at the cut."""
+    text = _BLANKS.sub(" ", scrub(text)).strip()
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -55,9 +61,13 @@ def _looks_like_html(body: bytes, content_type: str) -> bool:
     return "html" in content_type.lower() or head.startswith((b"<!doctype html", b"<html"))
 
 
-def server_words(body: bytes, content_type: str = "") -> str:
+def server_words(body: bytes, content_type: str = "", scrub: Scrub = _keep) -> str:
     """What the server said, in a line: ``message`` (or ``error``/``detail``) of a JSON body, a JSON
-    string, an HTML page's ``<title>``, or the text itself; trimmed. Never raises."""
+    string, an HTML page's ``<title>``, or the text itself; scrubbed, then trimmed. Never raises."""
+
+    def _trimmed(text: str) -> str:
+        return trim(text, scrub=scrub)
+
     if not body:
         return "(empty body)"
     if _looks_like_html(body, content_type):
@@ -67,22 +77,22 @@ def server_words(body: bytes, content_type: str = "") -> str:
             if match
             else _TAGS.sub(" ", body.decode("utf-8", "replace"))
         )
-        return trim("HTML page: " + html.unescape(text))
+        return _trimmed("HTML page: " + html.unescape(text))
     text = body.decode("utf-8", "replace")
     try:
         parsed = json.loads(text)
     except ValueError:
-        return trim(text)
+        return _trimmed(text)
     if isinstance(parsed, dict):
         for key in ("message", "error", "detail", "msg"):
             value = parsed.get(key)
             if isinstance(value, str) and value:
-                return trim(value)
+                return _trimmed(value)
             if value:
-                return trim(json.dumps(value, default=str))
+                return _trimmed(json.dumps(value, default=str))
     if isinstance(parsed, str):
-        return trim(parsed)
-    return trim(text)
+        return _trimmed(parsed)
+    return _trimmed(text)
 
 
 def _where(call: ApiCall) -> str:
@@ -96,7 +106,7 @@ def decode_json(call: ApiCall, status: int, body: bytes, content_type: str, scru
     try:
         return json.loads(body.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
-        words = scrub(server_words(body, content_type))
+        words = server_words(body, content_type, scrub)
         raise EmedgeneUnexpectedResponseError(
             f"Emedgene {call.describe()}: HTTP {status} from {_where(call)} was not JSON "
             f"(content-type {content_type or 'unknown'!r}): {words}",
@@ -118,7 +128,7 @@ def interpret(
     content_type = headers.get("Content-Type", headers.get("content-type", "")) or ""
     if status in call.expected:
         return decode_json(call, status, body, content_type, scrub)
-    words = scrub(server_words(body, content_type))
+    words = server_words(body, content_type, scrub)
     facts: dict[str, Any] = {
         "operation": call.operation,
         "case_name": call.case_name,
@@ -196,14 +206,14 @@ def interpret_login(
         if token is not None:
             return token
         words = (
-            scrub(server_words(body, content_type)) if parsed is None else "(no access_token in the answer)"
+            server_words(body, content_type, scrub) if parsed is None else "(no access_token in the answer)"
         )
         raise EmedgeneUnexpectedResponseError(
             f"Emedgene {creds.describe()}: HTTP {status} without an access_token: {words}",
             server_message=words,
             **facts,
         )
-    words = scrub(server_words(body, content_type))
+    words = server_words(body, content_type, scrub)
     if status == 429 or status >= 500:
         raise TransientFailure(
             f"HTTP {status} from {creds.describe()}: {words}",

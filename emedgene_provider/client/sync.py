@@ -33,6 +33,7 @@ from emedgene_provider.client.responses import (
     retries_exhausted,
 )
 from emedgene_provider.client.retry import TransientFailure
+from emedgene_provider.client.secrets import Scrubber
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,23 +72,11 @@ class EmedgeneClient:
         self.config = config
         self._cache = token_cache or TOKEN_CACHE
         self._key = config.credentials.cache_key()
-        self._secrets: set[str] = set(config.credentials.secrets())
+        self.scrub = Scrubber(config.credentials.secrets(), on_secret=config.on_secret)
         self.session = requests.Session()
         self.sleep: Callable[[float], None] = time.sleep  # tests replace it to skip waits
 
     # -- plumbing ---------------------------------------------------------------------------
-
-    def scrub(self, text: str) -> str:
-        """``text`` with every secret this client knows replaced by ``***``."""
-        for secret in self._secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
-
-    def _remember_secret(self, secret: str) -> None:
-        self._secrets.add(secret)
-        if self.config.on_secret:
-            self.config.on_secret(secret)
 
     def close(self) -> None:
         self.session.close()
@@ -164,7 +153,10 @@ class EmedgeneClient:
     def _login(self) -> Token:
         creds = self.config.credentials
         request = login_request(creds)
-        login_call = ApiCall("login", request.method, request.url.replace(creds.base_url, "", 1))
+        # A login changes nothing on the server: safe to repeat after any failure.
+        login_call = ApiCall(
+            "login", request.method, request.url.replace(creds.base_url, "", 1), safe_to_repeat=True
+        )
 
         def attempt() -> Token:
             response = self._send(
@@ -179,8 +171,8 @@ class EmedgeneClient:
                 default_lifetime=self.config.token_lifetime,
             )
 
-        token = self._with_retries(ApiCall("login", "POST", login_call.path, safe_to_repeat=True), attempt)
-        self._remember_secret(token.access_token)
+        token = self._with_retries(login_call, attempt)
+        self.scrub.add(token.access_token)
         log.info(
             "Emedgene: logged in (%s); token valid for %.0f s",
             creds.describe(),
@@ -197,7 +189,7 @@ class EmedgeneClient:
                 if token is None:
                     token = self._login()
                     self._cache.put(self._key, token)
-        self._secrets.add(token.access_token)
+        self.scrub.add(token.access_token)
         return token
 
     def call(self, call: ApiCall) -> Any:
