@@ -42,6 +42,7 @@ def main() -> int:
     print(f"Emedgene simulator at {url}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update(
+        PATH=f"{Path(AIRFLOW).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         AIRFLOW_HOME=str(DEMO / "airflow_home"),
         AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags_examples"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",

@@ -27,16 +27,18 @@ FAILURE_STATUSES = (ISSUE_REPORTED, TRASH_BIN, "Move to trash")
 
 # Rank in the lifecycle. Custom statuses (lab-defined, unknown to us) sit between Delivered and
 # Finalized, so an unrecognised status ranks as CUSTOM_RANK: "delivered and beyond".
-_RANKS: dict[str, int] = {
+# Sub-stages of In progress rank just above it, in the manual's order, so waiting for "In progress"
+# is satisfied by "Queued" while waiting for "Indexing" is not satisfied by "Queued".
+_RANKS: dict[str, float] = {
     PENDING_SEQUENCING: 0,
     UPLOADING: 1,
     IN_PROGRESS: 2,
     REANALYSIS: 2,
-    **dict.fromkeys(IN_PROGRESS_STAGES, 2),
+    **{stage: 2 + (i + 1) / 10 for i, stage in enumerate(IN_PROGRESS_STAGES)},
     DELIVERED: 3,
     FINALIZED: 5,
 }
-CUSTOM_RANK = 4
+CUSTOM_RANK = 4.0
 _SPACES = re.compile(r"[\s_\-]+")
 
 
@@ -54,7 +56,7 @@ def is_failure(status: str) -> bool:
     return normalise(status) in _NORMALISED_FAILURES
 
 
-def rank(status: str) -> int:
+def rank(status: str) -> float:
     """Position of ``status`` in the lifecycle; failures rank -1, unknown statuses as custom."""
     key = normalise(status)
     if key in _NORMALISED_FAILURES:
@@ -66,13 +68,17 @@ def has_reached(status: str, target: str) -> bool:
     """Whether a case in ``status`` is at or past ``target`` in the lifecycle.
 
     Equal strings (normalised) always count. Otherwise a case counts as past a target when it
-    ranks strictly higher, so a case already Finalized, or in a lab's custom status, has reached
-    Delivered. A failure status never reaches anything but itself.
+    ranks higher, so a case already Finalized, or in a lab's custom status, has reached Delivered,
+    and a case Queued has reached In progress; Re-Analysis counts as In progress. Two different
+    custom statuses are unordered: neither reaches the other. A failure status reaches nothing
+    but itself.
     """
     if normalise(status) == normalise(target):
         return True
-    current = rank(status)
-    return current >= 0 and current > rank(target) and rank(target) >= 0
+    current, wanted = rank(status), rank(target)
+    if current < 0 or wanted < 0:
+        return False
+    return current > wanted or (current == wanted and wanted != CUSTOM_RANK)
 
 
 SUCCESS = "success"
