@@ -30,9 +30,19 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
+        "operators": [
+            {"integration-name": "Emedgene", "python-modules": ["emedgene_provider.operators.emedgene"]},
+        ],
+        "sensors": [
+            {"integration-name": "Emedgene", "python-modules": ["emedgene_provider.sensors.emedgene"]},
+        ],
         "hooks": [
             {"integration-name": "Emedgene", "python-modules": ["emedgene_provider.hooks.emedgene"]},
         ],
+        "triggers": [
+            {"integration-name": "Emedgene", "python-modules": ["emedgene_provider.triggers.emedgene"]},
+        ],
+        "extra-links": ["emedgene_provider.links.emedgene.EmedgeneCaseLink"],
         "connection-types": [
             {
                 "connection-type": "emedgene",

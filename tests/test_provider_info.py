@@ -24,6 +24,10 @@ def test_provider_info_validates_against_airflows_schema() -> None:
     assert conn["hook-name"] == "Emedgene"
     assert conn["conn-fields"]["api_key"]["schema"]["format"] == "password"
     assert set(conn["conn-fields"]) == set(CONN_FIELDS)
+    assert info["extra-links"] == ["emedgene_provider.links.emedgene.EmedgeneCaseLink"]
+    for section in ("operators", "sensors", "hooks", "triggers"):
+        for module in info[section][0]["python-modules"]:
+            __import__(module)  # every module named there imports
 
 
 def test_entry_point_points_at_get_provider_info_of_this_distribution() -> None:
@@ -52,6 +56,7 @@ def test_providers_manager_registers_hook_and_form_fields() -> None:
     behaviour = manager.field_behaviours["emedgene"]
     assert "schema" in behaviour["hidden_fields"]
     assert behaviour["relabeling"]["host"] == "Tenant URL"
+    assert "emedgene_provider.links.emedgene.EmedgeneCaseLink" in manager.extra_links_class_names
 
 
 def test_hook_form_methods_match_the_declared_fields() -> None:
