@@ -143,3 +143,33 @@ def phenotype_id(term: str) -> str:
     if not match:
         raise ValueError(f"{term!r} is neither an HPO term (HP:0001250) nor an Emedgene phenotype id")
     return f"phenotypes/EMG_PHENOTYPE_{match.group(1)}"
+
+
+#: Where a case carries the key of the request that made it: ``test_data.extra_data`` is the case
+#: JSON's free-form object [cli][doc] that the server keeps and returns with the case (the
+#: simulator returns it as ``extra_data`` of ``GET /api/test/{name}``) [assumed]. ``notes`` is
+#: not used: lab staff edit it, and it is shown on reports.
+IDEMPOTENCY_FIELD = "airflow_idempotency_key"
+
+
+def with_idempotency_key(case: dict[str, Any], key: str) -> dict[str, Any]:
+    """A copy of ``case`` stamped with ``key`` in ``test_data.extra_data``; ``case`` is untouched."""
+    stamped = dict(case)
+    test_data = dict(stamped.get("test_data") or {})
+    extra = dict(test_data.get("extra_data") or {})
+    extra[IDEMPOTENCY_FIELD] = key
+    test_data["extra_data"] = extra
+    stamped["test_data"] = test_data
+    return stamped
+
+
+def idempotency_key_of(case_json: Any) -> str | None:
+    """The key a case was stamped with, wherever the server returns ``extra_data``: at the top of
+    the case JSON or inside ``test_data``."""
+    if not isinstance(case_json, dict):
+        return None
+    for holder in (case_json, case_json.get("test_data")):
+        extra = holder.get("extra_data") if isinstance(holder, dict) else None
+        if isinstance(extra, dict) and isinstance(extra.get(IDEMPOTENCY_FIELD), str):
+            return str(extra[IDEMPOTENCY_FIELD])
+    return None

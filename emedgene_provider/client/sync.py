@@ -19,10 +19,13 @@ from emedgene_provider.client.auth import TOKEN_CACHE, Token, TokenCache, login_
 from emedgene_provider.client.config import ClientConfig
 from emedgene_provider.client.endpoints import ApiCall
 from emedgene_provider.client.errors import (
+    EmedgeneAmbiguousCreateError,
     EmedgeneConfigError,
     EmedgeneError,
+    EmedgeneNotFoundError,
     EmedgeneUnexpectedResponseError,
 )
+from emedgene_provider.client.payload import idempotency_key_of, with_idempotency_key
 from emedgene_provider.client.responses import (
     AuthRejected,
     ambiguous_create,
@@ -276,3 +279,51 @@ class EmedgeneClient:
         """The case's export; the guide's answer holds ``hits`` [doc], one lab reads ``variants`` [py]."""
         call = endpoints.export_case(case_name)
         return list(field_of(call, self.call(call), "hits", "variants"))
+
+    # -- idempotent creation ----------------------------------------------------------------
+
+    def find_cases_by_idempotency_key(self, key: str) -> list[dict[str, Any]]:
+        """Every case stamped with ``key`` (``name``, ``status``), oldest first.
+
+        There is no search by ``extra_data`` in the published API, so this walks the case list and
+        reads ``extra_data`` of each case whose list entry does not already show it: a cost paid
+        only on the rare paths that need it (a retried task, a lost answer).
+        """
+        found = []
+        for hit in self.iter_cases(page_size=100):
+            name = hit.get("name") if isinstance(hit, dict) else None
+            if not isinstance(name, str):
+                continue
+            stamped = idempotency_key_of(hit)
+            if stamped is None and "extra_data" not in hit:
+                try:
+                    stamped = idempotency_key_of(self.get_case(name, ["extra_data", "status"]))
+                except EmedgeneNotFoundError:  # deleted between the list and the read
+                    continue
+            if stamped == key:
+                found.append({"name": name, "status": hit.get("status")})
+        return found
+
+    def create_case_once(self, case: dict[str, Any], key: str) -> tuple[str, bool]:
+        """Create ``case`` stamped with ``key`` so that it is created at most once.
+
+        When a create's answer is lost (:class:`EmedgeneAmbiguousCreateError`), the case is looked
+        up by its key before any second POST: found, it is returned; not found, the server never
+        applied it and the POST is sent again, up to the retry policy's attempts. Returns the case
+        name and whether this call created it (False: found after a lost answer).
+        """
+        stamped = with_idempotency_key(case, key)
+        attempts = max(1, self.config.retry.max_attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                return self.create_case(stamped), True
+            except EmedgeneAmbiguousCreateError as exc:
+                log.warning("Emedgene create_case: %s Looking the case up by its key %r.", exc, key)
+                if attempt == attempts:
+                    raise
+                found = self.find_cases_by_idempotency_key(key)
+                if found:
+                    log.warning("Emedgene create_case: the lost create did apply: case %s", found[-1]["name"])
+                    return str(found[-1]["name"]), False
+                self.sleep(self.config.retry.backoff(attempt))
+        raise AssertionError("unreachable")

@@ -112,6 +112,15 @@ class EmedgeneHook(BaseHook):
         create whose answer was lost."""
         return self.client.create_case(case)
 
+    def create_case_once(self, case: dict[str, Any], key: str) -> tuple[str, bool]:
+        """Create ``case`` stamped with the idempotency ``key``; after a lost answer, look the case up
+        by its key before any second POST. Returns ``(case name, created by this call)``."""
+        return self.client.create_case_once(case, key)
+
+    def find_cases_by_idempotency_key(self, key: str) -> list[dict[str, Any]]:
+        """Cases stamped with ``key`` (``name``, ``status``), oldest first."""
+        return self.client.find_cases_by_idempotency_key(key)
+
     def validate_case(self, case: dict[str, Any]) -> None:
         """Server-side validation (``?dry_run=true``); raises with the server's message."""
         self.client.validate_case(case)

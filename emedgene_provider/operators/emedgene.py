@@ -13,9 +13,12 @@ from airflow.providers.common.compat.sdk import (
     AirflowFailException,
     BaseOperator,
     ObjectStoragePath,
+    ResumableJobMixin,
     conf,
 )
 
+from emedgene_provider.client import status as lifecycle
+from emedgene_provider.client.errors import EmedgeneNotFoundError
 from emedgene_provider.client.payload import case_problems
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.links.emedgene import XCOM_CASE_URL, EmedgeneCaseLink
@@ -24,6 +27,8 @@ from emedgene_provider.waiting import DEFAULT_TARGETS, check_case, resume, wait_
 
 #: Above this many bytes of JSON a result belongs in object storage, not in XCom.
 DEFAULT_MAX_XCOM_BYTES = 512 * 1024
+#: Status of a recorded case that no longer exists (404): like a failure, it is created anew.
+GONE = "(case gone)"
 
 
 class _EmedgeneCaseOperator(BaseOperator):
@@ -44,7 +49,7 @@ class _EmedgeneCaseOperator(BaseOperator):
         context["ti"].xcom_push(key=XCOM_CASE_URL, value=self.hook.config.case_url(case_name))
 
 
-class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
+class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
     """Create an Emedgene case, push its name and page URL, and optionally wait for it.
 
     The payload is checked locally first and every problem is listed at once. The case name is
@@ -60,6 +65,11 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
     :param poll_interval: seconds between status checks.
     :param timeout: seconds to wait at most.
     :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
+    :param idempotency_key: stamped into ``test_data.extra_data.airflow_idempotency_key`` of the
+        case and looked up before a retry creates anything (templated). Default
+        ``airflow:<dag_id>:<run_id>:<task_id>:<map_index>``.
+    :param durable: keep the case name in Airflow's durable task state (Airflow 3.3+) so a retry
+        reattaches to it; default True.
     """
 
     template_fields: Sequence[str] = (
@@ -67,7 +77,9 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
         "emedgene_conn_id",
         "target_statuses",
         "failure_statuses",
+        "idempotency_key",
     )
+    external_id_key = "emedgene_case_name"
     template_ext: Sequence[str] = (".json",)
     template_fields_renderers = {"case": "json"}
 
@@ -81,10 +93,12 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
         poll_interval: float = 60.0,
         timeout: float = 7 * 24 * 3600.0,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        idempotency_key: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.case = case
+        self.idempotency_key = idempotency_key
         self.wait_for_completion = wait_for_completion
         self.target_statuses = target_statuses
         self.failure_statuses = failure_statuses
@@ -141,12 +155,84 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
             [self.failure_statuses] if isinstance(self.failure_statuses, str) else list(self.failure_statuses)
         )
 
+    # -- durable, idempotent creation -----------------------------------------------------------
+    #
+    # A retried task must reattach to the case its earlier try created, never make a second one.
+    # Two mechanisms, because either can be missing: the case name in Airflow's durable task
+    # state (ResumableJobMixin: native on Airflow 3.3+, a stand-in that keeps nothing below), and
+    # an idempotency key stamped into the case, looked up before a retry creates anything and
+    # after a create whose answer was lost.
+
     def execute(self, context: Any) -> str:
-        case = self.load_case(context)
-        case_name = self.hook.create_case(case)
-        self.log.info("Created Emedgene case %s", case_name)
-        self.push_case_url(context, case_name)
-        context["ti"].xcom_push(key="return_value", value=case_name)
+        self._case_json = self.load_case(context)
+        self._key = self.idempotency_key or default_idempotency_key(context)
+        return str(self.execute_resumable(context))
+
+    def submit_job(self, context: Any) -> str:
+        ti = context["ti"]
+        if int(getattr(ti, "try_number", 1) or 1) > 1:
+            for found in reversed(self.hook.find_cases_by_idempotency_key(self._key)):
+                status = str(found.get("status") or self.hook.get_case_status(found["name"]))
+                if not lifecycle.is_failure(status):
+                    self.log.info(
+                        "Reattaching to Emedgene case %s (status %r), created by an earlier try of this "
+                        "task (key %r): not creating another",
+                        found["name"],
+                        status,
+                        self._key,
+                    )
+                    self._announce(context, found["name"])
+                    return str(found["name"])
+                self.log.warning(
+                    "Emedgene case %s from an earlier try is in failure status %r: creating a new case",
+                    found["name"],
+                    status,
+                )
+        case_name, created = self.hook.create_case_once(self._case_json, self._key)
+        if created:
+            self.log.info("Created Emedgene case %s (key %r)", case_name, self._key)
+        else:
+            self.log.warning("Emedgene case %s was created although its answer was lost; using it", case_name)
+        self._announce(context, case_name)
+        return case_name
+
+    def get_job_status(self, external_id: Any, context: Any) -> str:
+        """The recorded case's status; :data:`GONE` if it no longer exists (create anew)."""
+        try:
+            status = self.hook.get_case_status(str(external_id))
+        except EmedgeneNotFoundError:
+            self.log.warning(
+                "Emedgene case %s from an earlier try no longer exists: creating a new case", external_id
+            )
+            return GONE
+        if lifecycle.is_failure(status):
+            self.log.warning(
+                "Emedgene case %s from an earlier try is in failure status %r: creating a new case",
+                external_id,
+                status,
+            )
+        return status
+
+    def _outcome(self, status: str) -> str:
+        if status == GONE:
+            return lifecycle.FAILED
+        if not self.wait_for_completion:
+            return lifecycle.FAILED if lifecycle.is_failure(status) else lifecycle.SUCCESS
+        return lifecycle.evaluate(status, self._targets(), self._failures())
+
+    def is_job_active(self, status: str) -> bool:
+        return self._outcome(status) == lifecycle.WAITING
+
+    def is_job_succeeded(self, status: str) -> bool:
+        return self._outcome(status) == lifecycle.SUCCESS
+
+    def get_job_result(self, external_id: Any, context: Any) -> str:
+        self._announce(context, str(external_id))
+        return str(external_id)
+
+    def poll_until_complete(self, external_id: Any, context: Any) -> str:  # type: ignore[override]
+        case_name = str(external_id)
+        self._announce(context, case_name)
         if not self.wait_for_completion:
             return case_name
         targets, failures = self._targets(), self._failures()
@@ -175,11 +261,25 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
             timeout=timedelta(seconds=self.timeout),
         )
 
+    def _announce(self, context: Any, case_name: str) -> None:
+        """Case URL and name into XCom before any waiting, so they survive a failed wait."""
+        self.push_case_url(context, case_name)
+        context["ti"].xcom_push(key="return_value", value=case_name)
+
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
         status = resume(event)
         case_name = str((event or {}).get("case_name"))
         self.log.info("Emedgene case %s reached %r", case_name, status)
         return case_name
+
+
+def default_idempotency_key(context: Any) -> str:
+    """``airflow:<dag>:<run>:<task>:<map index>``: the same for every try of one task instance, and
+    different for every other one, so a retry finds its own case and nothing else's."""
+    ti = context["ti"]
+    map_index = getattr(ti, "map_index", -1)
+    map_index = -1 if map_index is None else map_index
+    return f"airflow:{ti.dag_id}:{ti.run_id}:{ti.task_id}:{map_index}"
 
 
 class EmedgeneGetCaseOperator(_EmedgeneCaseOperator):
