@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import requests
@@ -39,6 +40,24 @@ from emedgene_provider.client.retry import TransientFailure
 from emedgene_provider.client.secrets import Scrubber
 
 log = logging.getLogger(__name__)
+
+#: Allowance, in seconds, for the server's clock running behind ours when filtering by ``created``.
+CLOCK_SKEW = 600.0
+
+
+def parse_created(value: Any) -> float | None:
+    """Epoch seconds of a list entry's ``created`` (ISO 8601 [assumed]); None when absent or odd."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
 T = TypeVar("T")
 _CONNECT_FAILURES = ("NewConnectionError", "ConnectTimeoutError", "NameResolutionError")
 
@@ -282,27 +301,37 @@ class EmedgeneClient:
 
     # -- idempotent creation ----------------------------------------------------------------
 
-    def find_cases_by_idempotency_key(self, key: str) -> list[dict[str, Any]]:
-        """Every case stamped with ``key`` (``name``, ``status``), oldest first.
+    def cases_with_idempotency_key(self, key: str, *, since: float | None = None) -> Iterator[dict[str, Any]]:
+        """The cases stamped with ``key`` (``name``, ``status``), newest first, lazily.
 
-        There is no search by ``extra_data`` in the published API, so this walks the case list and
-        reads ``extra_data`` of each case whose list entry does not already show it: a cost paid
-        only on the rare paths that need it (a retried task, a lost answer).
+        There is no search by ``extra_data`` in the published API, so this lists the cases (cheap:
+        a page per hundred) and reads ``extra_data`` of each candidate, newest first, so the caller
+        usually stops after one or two reads. ``since`` (epoch seconds) drops cases whose list entry
+        says they were ``created`` earlier. Paid only on the rare paths that need it: a retried
+        task, a lost answer.
         """
-        found = []
+        candidates: list[tuple[float | None, int, dict[str, Any]]] = []
         for hit in self.iter_cases(page_size=100):
-            name = hit.get("name") if isinstance(hit, dict) else None
-            if not isinstance(name, str):
+            if not isinstance(hit, dict) or not isinstance(hit.get("name"), str):
                 continue
+            created = parse_created(hit.get("created"))
+            if since is not None and created is not None and created < since:
+                continue
+            candidates.append((created, len(candidates), hit))
+        # Newest first; entries without a date keep list order, after the dated ones.
+        candidates.sort(key=lambda c: (c[0] is not None, c[0] or 0.0, -c[1]), reverse=True)
+        for _, _, hit in candidates:
+            name = hit["name"]
             stamped = idempotency_key_of(hit)
+            status = hit.get("status")
             if stamped is None and "extra_data" not in hit:
                 try:
-                    stamped = idempotency_key_of(self.get_case(name, ["extra_data", "status"]))
+                    details = self.get_case(name, ["extra_data", "status"])
                 except EmedgeneNotFoundError:  # deleted between the list and the read
                     continue
+                stamped, status = idempotency_key_of(details), details.get("status", status)
             if stamped == key:
-                found.append({"name": name, "status": hit.get("status")})
-        return found
+                yield {"name": name, "status": status}
 
     def create_case_once(self, case: dict[str, Any], key: str) -> tuple[str, bool]:
         """Create ``case`` stamped with ``key`` so that it is created at most once.
@@ -313,6 +342,7 @@ class EmedgeneClient:
         name and whether this call created it (False: found after a lost answer).
         """
         stamped = with_idempotency_key(case, key)
+        since = time.time() - CLOCK_SKEW
         attempts = max(1, self.config.retry.max_attempts)
         for attempt in range(1, attempts + 1):
             try:
@@ -321,9 +351,9 @@ class EmedgeneClient:
                 log.warning("Emedgene create_case: %s Looking the case up by its key %r.", exc, key)
                 if attempt == attempts:
                     raise
-                found = self.find_cases_by_idempotency_key(key)
+                found = next(self.cases_with_idempotency_key(key, since=since), None)
                 if found:
-                    log.warning("Emedgene create_case: the lost create did apply: case %s", found[-1]["name"])
-                    return str(found[-1]["name"]), False
+                    log.warning("Emedgene create_case: the lost create did apply: case %s", found["name"])
+                    return str(found["name"]), False
                 self.sleep(self.config.retry.backoff(attempt))
         raise AssertionError("unreachable")

@@ -117,9 +117,10 @@ class EmedgeneHook(BaseHook):
         by its key before any second POST. Returns ``(case name, created by this call)``."""
         return self.client.create_case_once(case, key)
 
-    def find_cases_by_idempotency_key(self, key: str) -> list[dict[str, Any]]:
-        """Cases stamped with ``key`` (``name``, ``status``), oldest first."""
-        return self.client.find_cases_by_idempotency_key(key)
+    def cases_with_idempotency_key(self, key: str, *, since: float | None = None) -> Iterator[dict[str, Any]]:
+        """Cases stamped with ``key`` (``name``, ``status``), newest first, lazily; ``since``
+        (epoch seconds) skips cases created earlier."""
+        return self.client.cases_with_idempotency_key(key, since=since)
 
     def validate_case(self, case: dict[str, Any]) -> None:
         """Server-side validation (``?dry_run=true``); raises with the server's message."""

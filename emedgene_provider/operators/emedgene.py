@@ -20,6 +20,7 @@ from airflow.providers.common.compat.sdk import (
 from emedgene_provider.client import status as lifecycle
 from emedgene_provider.client.errors import EmedgeneNotFoundError
 from emedgene_provider.client.payload import case_problems
+from emedgene_provider.client.sync import CLOCK_SKEW
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.links.emedgene import XCOM_CASE_URL, EmedgeneCaseLink
 from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger
@@ -171,7 +172,8 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
     def submit_job(self, context: Any) -> str:
         ti = context["ti"]
         if int(getattr(ti, "try_number", 1) or 1) > 1:
-            for found in reversed(self.hook.find_cases_by_idempotency_key(self._key)):
+            since = run_started(context)
+            for found in self.hook.cases_with_idempotency_key(self._key, since=since):
                 status = str(found.get("status") or self.hook.get_case_status(found["name"]))
                 if not lifecycle.is_failure(status):
                     self.log.info(
@@ -188,6 +190,7 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
                     found["name"],
                     status,
                 )
+                break  # the newest case of this task failed: a new one is due; older ones don't count
         case_name, created = self.hook.create_case_once(self._case_json, self._key)
         if created:
             self.log.info("Created Emedgene case %s (key %r)", case_name, self._key)
@@ -271,6 +274,14 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         case_name = str((event or {}).get("case_name"))
         self.log.info("Emedgene case %s reached %r", case_name, status)
         return case_name
+
+
+def run_started(context: Any) -> float | None:
+    """When the DAG run started, less the clock allowance: no earlier try can have made a case
+    before then."""
+    dag_run = context.get("dag_run")
+    start = getattr(dag_run, "start_date", None) or getattr(dag_run, "queued_at", None)
+    return start.timestamp() - CLOCK_SKEW if start is not None else None
 
 
 def default_idempotency_key(context: Any) -> str:
