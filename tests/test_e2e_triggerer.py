@@ -193,3 +193,10 @@ def test_pipeline_wait_is_deferred_to_a_separate_triggerer(airflow_components) -
     exports = list((data / "exports").glob("*.json"))
     assert [p.stem for p in exports] == [name]
     assert sim.counters()["cases_created"] == 1
+
+    # The task log files of workers and triggerer, and every process's output, hold no secret.
+    logs = [p for p in components.home.rglob("*") if p.is_file() and p.suffix in (".log", ".out", ".json")]
+    assert any("wait_for_delivery" in str(p) for p in logs), [str(p) for p in logs]
+    secrets_ = [sim.password, *sim.issued_tokens()]
+    leaks = [f"{p.name}" for p in logs for s in secrets_ if s.encode() in p.read_bytes()]
+    assert leaks == []

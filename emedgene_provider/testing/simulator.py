@@ -318,6 +318,10 @@ class EmedgeneSimulator:
         """Logins, failures, requests per route, cases created, faults injected, peak concurrency."""
         return self._call(self._server.simulation.state.counters)
 
+    def issued_tokens(self) -> list[str]:
+        """Every token this simulator has issued, revoked and expired ones included (for leak scans)."""
+        return self._call(lambda: list(self._server.simulation.state.issued))
+
     def set_status(self, case_name: str, status: str) -> None:
         """Set a case's status by hand; time no longer moves it. KeyError for an unknown case."""
         self._call(lambda: self._server.simulation.state.set_status(case_name, status))

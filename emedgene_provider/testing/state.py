@@ -107,6 +107,8 @@ class SimState:
     clock: Callable[[], float] = time.monotonic
     cases: dict[str, SimCase] = field(default_factory=dict)
     tokens: dict[str, IssuedToken] = field(default_factory=dict)
+    #: Every token ever issued, revoked ones included: what a leak scan looks for.
+    issued: list[str] = field(default_factory=list)
     logins: int = 0
     login_failures: int = 0
     cases_created: int = 0
@@ -187,6 +189,7 @@ class SimState:
         else:
             token = secrets.token_urlsafe(32)
         self.tokens[token] = IssuedToken(issued_at=self.clock())
+        self.issued.append(token)
         self.logins += 1
         answer: dict[str, Any] = {"access_token": token}
         if self.token_style == "expires_in":  # noqa: S105
