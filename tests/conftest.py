@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_cli import airflow_cli  # noqa: F401 - a session fixture: a real Airflow CLI and DB
+
 from emedgene_provider.client.auth import TOKEN_CACHE
 
 
@@ -13,5 +15,3 @@ def _clear_token_cache():
     TOKEN_CACHE.clear()
     yield
     TOKEN_CACHE.clear()
-
-from airflow_cli import airflow_cli  # noqa: E402, F401 - a session fixture: a real Airflow CLI and DB

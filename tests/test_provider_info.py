@@ -31,7 +31,9 @@ def test_provider_info_validates_against_airflows_schema() -> None:
 
 
 def test_entry_point_points_at_get_provider_info_of_this_distribution() -> None:
-    (ep,) = [e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("emedgene_provider")]
+    (ep,) = [
+        e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("emedgene_provider")
+    ]
     assert ep.name == "provider_info"
     assert ep.load() is emedgene_provider.get_provider_info
     # Airflow crashes every `providers` command when these two differ.
