@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from airflow_cli import airflow_cli  # noqa: F401 - a session fixture: a real Airflow CLI and DB
 
 from emedgene_provider.client.auth import TOKEN_CACHE
