@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSkipException
@@ -20,6 +21,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_TARGETS = (lifecycle.DELIVERED,)
+
+
+def status_list(value: str | Sequence[str] | None) -> list[str] | None:
+    """A templated statuses argument as a list: one string is one status, not its letters."""
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
 class EmedgeneCaseFailedError(AirflowFailException):

@@ -255,3 +255,17 @@ def config_from_connection(
         case_url_template=case_url_template,
         on_secret=on_secret,
     )
+
+
+def config_from_conn(conn: Any, *, on_secret: Callable[[str], None] | None = None) -> ClientConfig:
+    """:func:`config_from_connection` for an Airflow ``Connection`` (or anything with its
+    attributes), read by the hook and, after Airflow's async fetch, by the trigger."""
+    return config_from_connection(
+        host=conn.host,
+        login=conn.login,
+        password=conn.password,
+        extra=conn.extra,
+        port=conn.port,
+        schema=conn.schema,
+        on_secret=on_secret,
+    )

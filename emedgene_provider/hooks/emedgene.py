@@ -13,7 +13,7 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
-from emedgene_provider.client.config import ClientConfig, config_from_connection
+from emedgene_provider.client.config import ClientConfig, config_from_conn
 from emedgene_provider.client.sync import EmedgeneClient
 from emedgene_provider.connection_fields import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 
@@ -72,16 +72,7 @@ class EmedgeneHook(BaseHook):
     @cached_property
     def config(self) -> ClientConfig:
         """The connection, read once, its password and API key masked before it is validated."""
-        conn = self.get_connection(self.emedgene_conn_id)
-        return config_from_connection(
-            host=conn.host,
-            login=conn.login,
-            password=conn.password,
-            extra=conn.extra,
-            port=conn.port,
-            schema=conn.schema,
-            on_secret=mask_secret,
-        )
+        return config_from_conn(self.get_connection(self.emedgene_conn_id), on_secret=mask_secret)
 
     @cached_property
     def client(self) -> EmedgeneClient:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from airflow.providers.common.compat.sdk import (
@@ -24,7 +25,7 @@ from emedgene_provider.client.sync import CLOCK_SKEW
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.links.emedgene import XCOM_CASE_URL, EmedgeneCaseLink
 from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger
-from emedgene_provider.waiting import DEFAULT_TARGETS, check_case, resume, wait_blocking
+from emedgene_provider.waiting import DEFAULT_TARGETS, check_case, resume, status_list, wait_blocking
 
 #: Above this many bytes of JSON a result belongs in object storage, not in XCom.
 DEFAULT_MAX_XCOM_BYTES = 512 * 1024
@@ -139,30 +140,26 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         return str(self.render_template(text, context)) if context is not None else text
 
     def _resolve(self, location: str) -> str:
-        """A relative path is relative to the DAG's folder, as Airflow's own template files are."""
+        """A relative path is looked up as Airflow looks up template files: in the DAG's
+        ``template_searchpath``, then in the DAG's folder."""
         if location.startswith("/"):
             return location
         dag = getattr(self, "dag", None)
-        folder = getattr(dag, "folder", None) if dag is not None else None
-        return f"{folder}/{location}" if folder else location
+        searchpath = getattr(dag, "template_searchpath", None) or []
+        folders = [searchpath] if isinstance(searchpath, str) else list(searchpath)
+        if getattr(dag, "folder", None):
+            folders.append(dag.folder)  # type: ignore[union-attr]
+        for folder in folders:
+            candidate = Path(folder) / location
+            if candidate.exists():
+                return str(candidate)
+        return str(Path(folders[-1]) / location) if folders else location
 
     def _targets(self) -> list[str]:
-        return [self.target_statuses] if isinstance(self.target_statuses, str) else list(self.target_statuses)
+        return status_list(self.target_statuses) or []
 
     def _failures(self) -> list[str] | None:
-        if self.failure_statuses is None:
-            return None
-        return (
-            [self.failure_statuses] if isinstance(self.failure_statuses, str) else list(self.failure_statuses)
-        )
-
-    # -- durable, idempotent creation -----------------------------------------------------------
-    #
-    # A retried task must reattach to the case its earlier try created, never make a second one.
-    # Two mechanisms, because either can be missing: the case name in Airflow's durable task
-    # state (ResumableJobMixin: native on Airflow 3.3+, a stand-in that keeps nothing below), and
-    # an idempotency key stamped into the case, looked up before a retry creates anything and
-    # after a create whose answer was lost.
+        return status_list(self.failure_statuses)
 
     def execute(self, context: Any) -> str:
         self._case_json = self.load_case(context)

@@ -18,7 +18,7 @@ from airflow.providers.common.compat.sdk import (
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.links.emedgene import XCOM_CASE_URL, EmedgeneCaseLink
 from emedgene_provider.triggers.emedgene import EVENT_TIMEOUT, EmedgeneCaseStatusTrigger
-from emedgene_provider.waiting import DEFAULT_TARGETS, check_case, resume
+from emedgene_provider.waiting import DEFAULT_TARGETS, check_case, resume, status_list
 
 
 class EmedgeneCaseStatusSensor(BaseSensorOperator):
@@ -62,14 +62,10 @@ class EmedgeneCaseStatusSensor(BaseSensorOperator):
         return EmedgeneHook(emedgene_conn_id=self.emedgene_conn_id)
 
     def _targets(self) -> list[str]:
-        return [self.target_statuses] if isinstance(self.target_statuses, str) else list(self.target_statuses)
+        return status_list(self.target_statuses) or []
 
     def _failures(self) -> list[str] | None:
-        if self.failure_statuses is None:
-            return None
-        return (
-            [self.failure_statuses] if isinstance(self.failure_statuses, str) else list(self.failure_statuses)
-        )
+        return status_list(self.failure_statuses)
 
     def poke(self, context: Any) -> bool:
         return (

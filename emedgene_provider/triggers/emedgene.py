@@ -19,7 +19,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from emedgene_provider.client import status as lifecycle
 from emedgene_provider.client.aio import AsyncEmedgeneClient
-from emedgene_provider.client.config import config_from_connection
+from emedgene_provider.client.config import config_from_conn
 from emedgene_provider.client.errors import EmedgeneError, EmedgeneUnavailableError
 
 #: Event ``status`` values; operators and the sensor resume on these.
@@ -79,15 +79,7 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
         from airflow.providers.common.compat.connection import get_async_connection
 
         conn = await get_async_connection(self.emedgene_conn_id)
-        config = config_from_connection(
-            host=conn.host,
-            login=conn.login,
-            password=conn.password,
-            extra=conn.extra,
-            port=conn.port,
-            schema=conn.schema,
-            on_secret=mask_secret,
-        )
+        config = config_from_conn(conn, on_secret=mask_secret)
         return AsyncEmedgeneClient(config)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
