@@ -162,6 +162,7 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         return status_list(self.failure_statuses)
 
     def execute(self, context: Any) -> str:
+        self._announced: str | None = None
         self._case_json = self.load_case(context)
         self._key = self.idempotency_key or default_idempotency_key(context)
         return str(self.execute_resumable(context))
@@ -262,9 +263,13 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         )
 
     def _announce(self, context: Any, case_name: str) -> None:
-        """Case URL and name into XCom before any waiting, so they survive a failed wait."""
+        """Case URL and name into XCom before any waiting, so they survive a failed wait; once per
+        try, whichever path (create, reattach, resume) reaches it first."""
+        if getattr(self, "_announced", None) == case_name:
+            return
         self.push_case_url(context, case_name)
         context["ti"].xcom_push(key="return_value", value=case_name)
+        self._announced = case_name
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
         status = resume(event)

@@ -1,0 +1,286 @@
+"""Fixtures and helpers shared by the operator, sensor, trigger and example-DAG tests.
+
+Import what you use explicitly (``from airflow_fixtures import ...``): this is not a conftest.
+
+- Unit level: :class:`FakeTI` records ``xcom_push`` calls; :func:`sim_conn` points
+  ``emedgene_default`` at the per-test simulator through ``AIRFLOW_CONN_EMEDGENE_DEFAULT``;
+  :func:`valid_case` is a small case the simulator accepts.
+- Real Airflow (``e2e``): :func:`airflow_home` migrates an SQLite metadata DB in a temp
+  AIRFLOW_HOME once per session, for the venv running pytest; :func:`airflow_run` runs the
+  ``airflow`` CLI and :func:`python_run` a Python snippet in that environment, in subprocesses,
+  so that no Airflow configuration is read by the pytest process itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emedgene_provider.testing import EmedgeneSimulator
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_DAGS = REPO / "dags_examples"
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+CASE_NAME_PATTERN = r"EMG\d{9}"
+
+# -- unit level ---------------------------------------------------------------------------------
+
+
+class FakeTI:
+    """Just enough of a task instance for ``execute(context)`` outside Airflow's runner."""
+
+    dag_id = "unit_dag"
+    task_id = "unit_task"
+    run_id = "manual__unit"
+    map_index = -1
+    max_tries = 0
+
+    def __init__(self, try_number: int = 1) -> None:
+        self.try_number = try_number
+        self.pushed: list[tuple[str, Any]] = []
+        self.stats_tags: dict[str, str] = {}  # read by Airflow 3.3's ResumableJobMixin
+
+    def pushed_keys(self) -> list[str]:
+        """The keys pushed, in order, each once (the create operator may push a key again)."""
+        return list(dict.fromkeys(key for key, _ in self.pushed))
+
+    def values(self, key: str) -> set[Any]:
+        return {value for k, value in self.pushed if k == key}
+
+    def xcom_push(self, key: str, value: Any, **_: Any) -> None:
+        self.pushed.append((key, value))
+
+    def get_first_reschedule_date(self, context: Any) -> None:  # Airflow 3's reschedule sensor
+        return None
+
+
+def make_context(ti: FakeTI | None = None, **extra: Any) -> dict[str, Any]:
+    """A task context with a :class:`FakeTI` and what templates in these tests use."""
+    context: dict[str, Any] = {"ti": ti or FakeTI(), "run_id": "manual__unit", "params": {}}
+    context.update(extra)
+    return context
+
+
+_VALID_CASE: dict[str, Any] = {
+    "sharing_level": 0,
+    "should_upload": False,
+    "test_data": {
+        "type": "Exome",
+        "sample_type": "vcf",
+        "gene_list": {"id": 1, "type": "all"},
+        "labels": [],
+        "selected_preset_set": "Default",
+        "extra_data": {"lims_id": "LIMS-UNIT-1"},
+        "patients": {
+            "proband": {
+                "id": "proband",
+                "fastq_sample": "S-UNIT-1",
+                "gender": "Female",
+                "relationship": "Test Subject",
+                "healthy": False,
+                "phenotypes": [{"id": "phenotypes/EMG_PHENOTYPE_0001250"}],
+            },
+            "other": [],
+        },
+        "samples": [
+            {
+                "fastq": "S-UNIT-1",
+                "status": "uploaded",
+                "sampleFiles": [
+                    {
+                        "path": "/runs/unit/S-UNIT-1.vcf.gz",
+                        "filename": "S-UNIT-1.vcf.gz",
+                        "size": 0,
+                        "status": "uploaded",
+                        "storage_id": 7,
+                    }
+                ],
+            }
+        ],
+    },
+}
+
+
+def valid_case(**extra_data: Any) -> dict[str, Any]:
+    """A fresh copy of a valid singleton case; keyword arguments land in ``test_data.extra_data``
+    (``simulator_outcome="Issue reported"`` scripts that case's outcome)."""
+    case = copy.deepcopy(_VALID_CASE)
+    case["test_data"]["extra_data"].update(extra_data)
+    return case
+
+
+def connect(
+    monkeypatch: pytest.MonkeyPatch, sim: EmedgeneSimulator, conn: dict[str, Any] | None = None
+) -> None:
+    """Make ``emedgene_default`` the given connection (the simulator's own by default)."""
+    monkeypatch.setenv("AIRFLOW_CONN_EMEDGENE_DEFAULT", json.dumps(conn or sim.connection_json()))
+
+
+@pytest.fixture
+def sim_conn(emedgene_simulator: EmedgeneSimulator, monkeypatch: pytest.MonkeyPatch) -> EmedgeneSimulator:
+    """The per-test simulator, with ``emedgene_default`` pointing at it."""
+    connect(monkeypatch, emedgene_simulator)
+    return emedgene_simulator
+
+
+def status_gets(sim: EmedgeneSimulator) -> int:
+    """How many ``GET /api/test/{name}`` (status or case) requests the simulator answered."""
+    return int(sim.counters()["requests"].get("GET /api/test/{name}", 0))
+
+
+def creates(sim: EmedgeneSimulator) -> int:
+    return int(sim.counters()["requests"].get("POST /api/cases/v2/cases", 0))
+
+
+# -- real Airflow, in subprocesses --------------------------------------------------------------
+
+
+@dataclass
+class AirflowHome:
+    home: Path
+    env: dict[str, str]
+
+    def with_env(self, **extra: str) -> dict[str, str]:
+        env = dict(self.env)
+        env.update(extra)
+        return env
+
+
+def base_env(home: Path, dags_folder: Path = EXAMPLE_DAGS) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__UNIT_TEST_MODE="False",
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder),
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> AirflowHome:
+    """A throwaway AIRFLOW_HOME with a migrated SQLite DB, for this venv's Airflow."""
+    home = tmp_path_factory.mktemp("airflow_home")
+    env = base_env(home)
+    done = subprocess.run(
+        [AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, f"airflow db migrate failed:\n{done.stdout}\n{done.stderr}"
+    return AirflowHome(home=home, env=env)
+
+
+def airflow_run(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """Run the ``airflow`` CLI; the caller asserts on the exit code and output."""
+    return subprocess.run(
+        [AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def python_run(env: dict[str, str], script: str, *args: str, timeout: float = 120) -> Any:
+    """Run ``script`` with this venv's Python; it must print one JSON document as its last line."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, f"helper script failed:\n{done.stdout}\n{done.stderr}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+#: Parses a DAG folder the way the scheduler does; prints import errors, DAGs, tasks, links.
+DAGBAG_SCRIPT = """
+import json, sys
+try:
+    from airflow.dag_processing.dagbag import DagBag
+except ImportError:
+    from airflow.models.dagbag import DagBag
+try:
+    bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
+except TypeError:  # Airflow 3.3 dropped the argument: no examples unless configured
+    bag = DagBag(dag_folder=sys.argv[1])
+dags = {}
+for dag_id, dag in bag.dags.items():
+    dags[dag_id] = {
+        task.task_id: sorted(type(link).__name__ + ":" + link.name for link in task.operator_extra_links)
+        for task in dag.tasks
+    }
+print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": dags}))
+"""
+
+#: The latest run of a DAG: its state, its task instances' states, their XComs and, for tasks
+#: with the "Emedgene case" link, what the link resolves to. Airflow 2 resolves links on read
+#: (``get_link`` reads the XCom table); Airflow 3 resolves them in the worker at the end of the
+#: task (``get_link`` through the task SDK) and stores the result as the ``_link_<class>`` XCom,
+#: which is what its API serves.
+RUN_SCRIPT = """
+import json, sys
+from airflow.models import DagRun, TaskInstance
+from airflow.utils.session import create_session
+try:
+    from airflow.models.xcom import XComModel as X
+    AIRFLOW_3 = True
+except ImportError:
+    from airflow.models.xcom import XCom as X
+    AIRFLOW_3 = False
+from emedgene_provider.links.emedgene import EmedgeneCaseLink
+
+dag_id = sys.argv[1]
+out = {"airflow_3": AIRFLOW_3}
+with create_session() as session:
+    run = session.query(DagRun).filter(DagRun.dag_id == dag_id).order_by(DagRun.id.desc()).first()
+    out["run_id"] = run.run_id
+    out["state"] = str(getattr(run.state, "value", run.state))
+    tis = session.query(TaskInstance).filter(
+        TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id
+    ).all()
+    out["tasks"] = {
+        f"{ti.task_id}[{ti.map_index}]": str(getattr(ti.state, "value", ti.state)) for ti in tis
+    }
+    rows = session.query(X).filter(X.dag_id == dag_id, X.run_id == run.run_id).all()
+    out["xcom"] = {f"{r.task_id}[{r.map_index}]:{r.key}": r.value for r in rows}
+    links = {}
+    if not AIRFLOW_3:
+        from airflow.models.dagbag import DagBag
+        dag = DagBag(include_examples=False).get_dag(dag_id)
+        for ti in tis:
+            task = dag.get_task(ti.task_id)
+            if any(isinstance(link, EmedgeneCaseLink) for link in task.operator_extra_links):
+                links[f"{ti.task_id}[{ti.map_index}]"] = EmedgeneCaseLink().get_link(task, ti_key=ti.key)
+    else:
+        for r in rows:
+            if r.key == "_link_" + EmedgeneCaseLink.__name__:
+                links[f"{r.task_id}[{r.map_index}]"] = r.value
+    out["links"] = links
+print(json.dumps(out, default=str))
+"""
+
+
+def dag_run_summary(env: dict[str, str], dag_id: str) -> dict[str, Any]:
+    """What :data:`RUN_SCRIPT` prints for the latest run of ``dag_id``."""
+    result: dict[str, Any] = python_run(env, RUN_SCRIPT, dag_id)
+    return result
+
+
+def sim_cases(sim: EmedgeneSimulator) -> list[dict[str, Any]]:
+    """Every case the simulator holds, whole, through the provider's own sync client."""
+    from emedgene_provider.client.config import config_from_connection
+    from emedgene_provider.client.sync import EmedgeneClient
+
+    conn = sim.connection_json()
+    config = config_from_connection(
+        host=conn["host"], login=conn["login"], password=conn["password"], extra=conn["extra"]
+    )
+    client = EmedgeneClient(config)
+    return [client.get_case(str(listed["name"])) for listed in client.iter_cases()]

@@ -1,0 +1,295 @@
+"""The example DAGs (and one small DAG of our own) in a real Airflow, against the simulator.
+
+Every Airflow process runs in a subprocess with a throwaway AIRFLOW_HOME and SQLite DB (see
+``airflow_fixtures.airflow_home``); the simulator runs in this process and the subprocesses reach
+it over HTTP, so its counters show what the DAG runs did.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow_fixtures import (
+    CASE_NAME_PATTERN,
+    DAGBAG_SCRIPT,
+    EXAMPLE_DAGS,
+    airflow_home,
+    airflow_run,
+    dag_run_summary,
+    python_run,
+    sim_cases,
+)
+
+from emedgene_provider.testing import EmedgeneSimulator
+
+__all__ = ["airflow_home"]  # a fixture, imported for pytest
+
+pytestmark = pytest.mark.e2e
+
+LINK = "EmedgeneCaseLink:Emedgene case"
+
+
+@dataclass
+class Run:
+    returncode: int
+    output: str
+    summary: dict[str, Any]
+    cases: list[dict[str, Any]]
+    counters: dict[str, Any]
+    url: str
+    data: Path
+
+
+def _run_dag(home, tmp_path_factory, dag_id: str, *, dags_folder: Path = EXAMPLE_DAGS, **sim_options) -> Run:
+    data = tmp_path_factory.mktemp(dag_id)
+    marker = data / "runs" / "latest" / "CopyComplete.txt"
+    marker.parent.mkdir(parents=True)
+    marker.write_text("run complete\n")
+    sim_options.setdefault("stage_seconds", 0.2)
+    with EmedgeneSimulator(**sim_options) as sim:
+        env = home.with_env(
+            AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder),
+            AIRFLOW_CONN_EMEDGENE_DEFAULT=json.dumps(sim.connection_json()),
+            EMEDGENE_DATA_DIR=str(data),
+            EMEDGENE_POLL_INTERVAL="0.2",
+        )
+        done = airflow_run(env, "dags", "test", dag_id)
+        return Run(
+            returncode=done.returncode,
+            output=done.stdout + done.stderr,
+            summary=dag_run_summary(env, dag_id),
+            cases=sim_cases(sim),
+            counters=sim.counters(),
+            url=sim.url,
+            data=data,
+        )
+
+
+def _explain(run: Run) -> str:
+    return f"exit {run.returncode}\n{run.output[-6000:]}"
+
+
+# -- parsing --------------------------------------------------------------------------------------
+
+
+def test_example_dags_import_without_errors(airflow_home) -> None:
+    parsed = python_run(airflow_home.env, DAGBAG_SCRIPT, str(EXAMPLE_DAGS))
+    assert parsed["errors"] == {}
+    assert parsed["dags"] == {
+        "emedgene_case_pipeline": {
+            "wait_for_sequencing": [],
+            "create_case": [LINK],
+            "wait_for_delivery": [LINK],
+            "export_case": [LINK],
+            "summarize": [],
+        },
+        "emedgene_clinical_batch": {
+            "read_manifest": [],
+            "create_case": [LINK],
+            "wait_for_delivery": [LINK],
+            "export_case": [LINK],
+            "collect": [],
+        },
+    }
+
+
+# -- emedgene_case_pipeline -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pipeline(airflow_home, tmp_path_factory) -> Run:
+    return _run_dag(airflow_home, tmp_path_factory, "emedgene_case_pipeline")
+
+
+def test_pipeline_succeeds_and_stores_the_export(pipeline: Run) -> None:
+    assert pipeline.returncode == 0, _explain(pipeline)
+    assert pipeline.summary["state"] == "success"
+    assert set(pipeline.summary["tasks"].values()) == {"success"}
+    assert pipeline.counters["cases_created"] == 1
+    (case,) = pipeline.cases
+    name = case["name"]
+    assert re.fullmatch(CASE_NAME_PATTERN, name)
+    exports = sorted((pipeline.data / "exports").iterdir())
+    assert [p.name for p in exports] == [f"{name}.json"]
+    variants = json.loads(exports[0].read_text())
+    assert isinstance(variants, list)
+    assert 5 <= len(variants) <= 40
+    xcom = pipeline.summary["xcom"]
+    assert xcom["create_case[-1]:return_value"] == name
+    assert xcom["export_case[-1]:return_value"] == {"path": f"file://{exports[0]}", "count": len(variants)}
+    assert xcom["summarize[-1]:return_value"]["variants"] == len(variants)
+
+
+def test_pipeline_case_file_was_rendered_with_the_run_id(pipeline: Run) -> None:
+    (case,) = pipeline.cases
+    extra = case["test_data"]["extra_data"]
+    assert extra["airflow_run_id"] == pipeline.summary["run_id"]
+    assert extra["lims_id"] == "LIMS-2026-0042"
+
+
+def test_pipeline_case_link_resolves_to_the_case_page(pipeline: Run) -> None:
+    (case,) = pipeline.cases
+    expected = f"{pipeline.url}/case/{case['name']}"
+    assert pipeline.summary["xcom"]["create_case[-1]:emedgene_case_url"] == expected
+    assert pipeline.summary["links"] == {
+        "create_case[-1]": expected,
+        "wait_for_delivery[-1]": expected,
+        "export_case[-1]": expected,
+    }
+
+
+# -- a case that ends "Issue reported" --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def failing_pipeline(airflow_home, tmp_path_factory) -> Run:
+    return _run_dag(airflow_home, tmp_path_factory, "emedgene_case_pipeline", outcome="Issue reported")
+
+
+def test_issue_reported_fails_the_run_naming_case_and_status(failing_pipeline: Run) -> None:
+    run = failing_pipeline
+    assert run.returncode != 0, _explain(run)
+    (case,) = run.cases
+    name = case["name"]
+    assert case["status"] == "Issue reported"
+    assert f"Emedgene case {name} is in failure status 'Issue reported'" in run.output
+    assert run.summary["state"] == "failed"
+    tasks = run.summary["tasks"]
+    assert tasks["create_case[-1]"] == "success"
+    assert tasks["wait_for_delivery[-1]"] == "failed"
+    assert tasks["export_case[-1]"] == "upstream_failed"
+    assert tasks["summarize[-1]"] == "upstream_failed"
+    assert not (run.data / "exports").exists()
+    assert "GET /api/test/{name}/export" not in run.counters["requests"]
+
+
+def test_issue_reported_run_still_links_to_the_case(failing_pipeline: Run) -> None:
+    (case,) = failing_pipeline.cases
+    expected = f"{failing_pipeline.url}/case/{case['name']}"
+    assert failing_pipeline.summary["links"]["create_case[-1]"] == expected
+    assert failing_pipeline.summary["links"]["wait_for_delivery[-1]"] == expected
+
+
+# -- emedgene_clinical_batch ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def batch(airflow_home, tmp_path_factory) -> Run:
+    return _run_dag(airflow_home, tmp_path_factory, "emedgene_clinical_batch")
+
+
+def test_batch_creates_one_case_per_sample_and_collects_the_exports(batch: Run) -> None:
+    assert batch.returncode == 0, _explain(batch)
+    assert batch.summary["state"] == "success"
+    assert set(batch.summary["tasks"].values()) == {"success"}
+    assert batch.counters["cases_created"] == 3
+    samples = sorted(c["test_data"]["extra_data"]["manifest_sample"] for c in batch.cases)
+    assert samples == ["S-2026-2001", "S-2026-2002", "S-2026-2003"]
+    names = sorted(c["name"] for c in batch.cases)
+    files = sorted((batch.data / "batch-exports").iterdir())
+    assert [p.name for p in files] == [f"{name}.json" for name in names]
+    counts = []
+    for path in files:
+        variants = json.loads(path.read_text())
+        assert isinstance(variants, list)
+        assert variants
+        counts.append(len(variants))
+    report = batch.summary["xcom"]["collect[-1]:return_value"]
+    assert report["cases"] == 3
+    assert report["variants"] == sum(counts)
+    assert sorted(f["path"] for f in report["files"]) == [f"file://{p}" for p in files]
+
+
+def test_batch_links_each_mapped_task_to_its_own_case(batch: Run) -> None:
+    links = batch.summary["links"]
+    xcom = batch.summary["xcom"]
+    for index in range(3):
+        name = xcom[f"create_case[{index}]:return_value"]
+        expected = f"{batch.url}/case/{name}"
+        assert links[f"create_case[{index}]"] == expected
+        assert links[f"wait_for_delivery[{index}]"] == expected
+        assert links[f"export_case[{index}]"] == expected
+    assert len({xcom[f"create_case[{i}]:return_value"] for i in range(3)}) == 3
+
+
+# -- the sensor in reschedule mode, in a real Airflow ----------------------------------------------
+
+SENSOR_DAG = """
+from datetime import datetime
+
+from airflow.providers.common.compat.sdk import DAG
+
+from emedgene_provider.operators.emedgene import EmedgeneCreateCaseOperator, EmedgeneGetCandidatesOperator
+from emedgene_provider.sensors.emedgene import EmedgeneCaseStatusSensor
+
+with DAG("emedgene_sensor_reschedule", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+    create = EmedgeneCreateCaseOperator(task_id="create_case", case="case.json")
+    wait = EmedgeneCaseStatusSensor(
+        task_id="wait", case_name=create.output, mode="reschedule", poke_interval=0.2, timeout=120
+    )
+    candidates = EmedgeneGetCandidatesOperator(task_id="candidates", case_name=create.output)
+    create >> wait >> candidates
+"""
+
+
+def test_sensor_in_reschedule_mode_reschedules_then_succeeds(airflow_home, tmp_path_factory) -> None:
+    dags = tmp_path_factory.mktemp("sensor_dags")
+    (dags / "sensor_dag.py").write_text(SENSOR_DAG)
+    shutil.copy(EXAMPLE_DAGS / "cases" / "trio-exome-vcf.json", dags / "case.json")
+    with EmedgeneSimulator(stage_seconds=600) as sim:  # the case stays Uploading until we say
+        stop = threading.Event()
+
+        def deliver_after_the_first_poke() -> None:
+            while not stop.is_set():
+                if sim.counters()["requests"].get("GET /api/test/{name}", 0) >= 1:
+                    for case in sim_cases_listed(sim):
+                        sim.set_status(case, "Delivered")
+                    return
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=deliver_after_the_first_poke, daemon=True)
+        watcher.start()
+        env = airflow_home.with_env(
+            AIRFLOW__CORE__DAGS_FOLDER=str(dags),
+            AIRFLOW_CONN_EMEDGENE_DEFAULT=json.dumps(sim.connection_json()),
+        )
+        try:
+            done = airflow_run(env, "dags", "test", "emedgene_sensor_reschedule")
+        finally:
+            stop.set()
+            watcher.join(timeout=5)
+        counters = sim.counters()
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    assert "UP_FOR_RESCHEDULE" in output
+    assert counters["cases_created"] == 1
+    assert counters["requests"]["GET /api/test/{name}"] == 2  # "Uploading" (reschedule), "Delivered"
+    summary = dag_run_summary(env, "emedgene_sensor_reschedule")
+    assert summary["tasks"] == {
+        "create_case[-1]": "success",
+        "wait[-1]": "success",
+        "candidates[-1]": "success",
+    }
+    candidates = summary["xcom"]["candidates[-1]:return_value"]
+    assert isinstance(candidates, list)
+    assert candidates
+
+
+def sim_cases_listed(sim: EmedgeneSimulator) -> list[str]:
+    """Case names from the list endpoint only (no per-case GET, which the test counts)."""
+    from emedgene_provider.client.config import config_from_connection
+    from emedgene_provider.client.sync import EmedgeneClient
+
+    conn = sim.connection_json()
+    config = config_from_connection(
+        host=conn["host"], login=conn["login"], password=conn["password"], extra=conn["extra"]
+    )
+    return [str(hit["name"]) for hit in EmedgeneClient(config).iter_cases()]

@@ -1,0 +1,307 @@
+"""EmedgeneCaseStatusSensor in poke, reschedule and deferrable modes, against the simulator."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+
+import pytest
+from airflow.exceptions import AirflowRescheduleException  # the SDK's own on Airflow 3
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    TaskDeferred,
+)
+from airflow_fixtures import FakeTI, make_context, sim_conn, status_gets, valid_case
+
+from emedgene_provider.hooks.emedgene import EmedgeneHook
+from emedgene_provider.links.emedgene import XCOM_CASE_URL
+from emedgene_provider.sensors.emedgene import EmedgeneCaseStatusSensor
+from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger
+from emedgene_provider.waiting import EmedgeneCaseFailedError
+
+__all__ = ["sim_conn"]  # a fixture, imported for pytest
+
+
+@pytest.fixture
+def case_in(sim_conn):
+    """Create a case and pin it to a status; returns the case name."""
+
+    def make(status: str) -> str:
+        name = EmedgeneHook().create_case(valid_case())
+        sim_conn.set_status(name, status)
+        return name
+
+    return make
+
+
+def _sensor(name: str, **kwargs) -> EmedgeneCaseStatusSensor:
+    kwargs.setdefault("poke_interval", 0.1)
+    kwargs.setdefault("timeout", 30)
+    return EmedgeneCaseStatusSensor(task_id="wait", case_name=name, **kwargs)
+
+
+@pytest.fixture
+def reschedule_without_db(monkeypatch):
+    """Airflow 2.11's reschedule mode reads the first try's start date from the metadata DB; these
+    unit tests have none (the e2e tests run reschedule mode in a real Airflow). Airflow 3 asks the
+    task instance instead, which :class:`FakeTI` answers."""
+    try:
+        import airflow.sensors.base as sensors_base
+    except ImportError:
+        return
+    if hasattr(sensors_base, "_orig_start_date"):
+        monkeypatch.setattr(sensors_base, "_orig_start_date", lambda **_: None)
+
+
+# -- lifecycle-aware decisions (poke) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "targets", "done"),
+    [
+        ("Delivered", ["Delivered"], True),
+        ("Finalized", ["Delivered"], True),
+        ("Sign-out review", ["Delivered"], True),  # a lab's custom status ranks past Delivered
+        ("DELIVERED", ["Delivered"], True),
+        ("delivered", ["DELIVERED"], True),
+        ("In progress", ["in_progress"], True),
+        ("In progress", ["Delivered"], False),
+        ("Uploading", ["Delivered"], False),
+        ("Pending sequencing", ["Delivered"], False),
+        ("Delivered", ["Finalized"], False),
+        ("Sign-out review", ["Finalized"], False),
+        ("Queued", ["Uploading"], True),
+    ],
+)
+def test_poke_is_lifecycle_aware_and_normalised(case_in, status, targets, done) -> None:
+    name = case_in(status)
+    assert _sensor(name, target_statuses=targets).poke(make_context()) is done
+
+
+def test_target_statuses_may_be_one_string(case_in) -> None:
+    name = case_in("Finalized")
+    assert _sensor(name, target_statuses="delivered").poke(make_context()) is True
+
+
+@pytest.mark.parametrize("status", ["Issue reported", "Trash bin", "Move to trash", "ISSUE_REPORTED"])
+def test_failure_status_fails_at_once_naming_case_and_status(case_in, status) -> None:
+    name = case_in(status)
+    with pytest.raises(EmedgeneCaseFailedError) as raised:
+        _sensor(name).poke(make_context())
+    assert str(raised.value) == f"Emedgene case {name} is in failure status {status!r}"
+    assert isinstance(raised.value, AirflowFailException)
+
+
+def test_custom_failure_statuses_replace_the_defaults(case_in) -> None:
+    on_hold = case_in("On hold")
+    with pytest.raises(EmedgeneCaseFailedError, match=re.escape(f"{on_hold} is in failure status 'On hold'")):
+        _sensor(on_hold, failure_statuses=["on_hold"]).poke(make_context())
+    issue = case_in("Issue reported")
+    assert _sensor(issue, failure_statuses=["On hold"]).poke(make_context()) is False
+
+
+# -- poke mode ------------------------------------------------------------------------------------
+
+
+def test_poke_mode_waits_through_the_lifecycle(sim_conn) -> None:
+    name = EmedgeneHook().create_case(valid_case())  # Uploading, In progress, then Delivered
+    ti = FakeTI()
+    sensor = _sensor(name, mode="poke")
+    assert sensor.execute(make_context(ti)) is None
+    assert ti.pushed == [(XCOM_CASE_URL, f"{sim_conn.url}/case/{name}")]
+    assert EmedgeneHook().get_case_status(name) == "Delivered"
+    assert status_gets(sim_conn) >= 3  # at least two "not yet" and the Delivered one
+
+
+def test_poke_mode_fails_fast_on_a_failed_case(case_in, sim_conn) -> None:
+    name = case_in("Issue reported")
+    started = time.monotonic()
+    with pytest.raises(
+        EmedgeneCaseFailedError, match=re.escape(f"{name} is in failure status 'Issue reported'")
+    ):
+        _sensor(name, mode="poke", poke_interval=5, timeout=60).execute(make_context())
+    assert time.monotonic() - started < 5  # never slept: failed on the first poke
+    assert status_gets(sim_conn) == 1
+
+
+def test_poke_mode_soft_fail_skips_on_a_failed_case(case_in) -> None:
+    name = case_in("Trash bin")
+    with pytest.raises(AirflowSkipException) as raised:
+        _sensor(name, mode="poke", soft_fail=True).execute(make_context())
+    assert f"Emedgene case {name} is in failure status 'Trash bin'" in str(raised.value)
+
+
+def test_poke_mode_times_out_on_a_case_that_stays_in_progress(case_in, sim_conn) -> None:
+    name = case_in("In progress")
+    with pytest.raises(AirflowSensorTimeout):
+        _sensor(name, mode="poke", timeout=0.3).execute(make_context())
+    assert 2 <= status_gets(sim_conn) <= 6
+
+
+def test_poke_mode_rides_out_a_tenant_outage(sim_conn, monkeypatch) -> None:
+    """Retries spent on 503s make the poke answer "not yet", not fail the task."""
+    from airflow_fixtures import connect
+
+    conn = sim_conn.connection_json()
+    conn["extra"]["max_retries"] = 0
+    connect(monkeypatch, sim_conn, conn)
+    name = EmedgeneHook().create_case(valid_case())
+    sim_conn.set_status(name, "Delivered")
+    sim_conn.inject("503", times=2, method="GET", path=f"/api/test/{name}")
+    assert _sensor(name, mode="poke").execute(make_context()) is None
+    assert sim_conn.counters()["faults_injected"] == 2
+    assert status_gets(sim_conn) == 3
+
+
+# -- reschedule mode --------------------------------------------------------------------------------
+
+
+def test_reschedule_mode_reschedules_while_waiting(case_in, reschedule_without_db) -> None:
+    name = case_in("In progress")
+    ti = FakeTI()
+    with pytest.raises(AirflowRescheduleException):
+        _sensor(name, mode="reschedule", poke_interval=0.5).execute(make_context(ti))
+    assert ti.pushed[0][0] == XCOM_CASE_URL
+
+
+def test_reschedule_mode_finishes_when_delivered(case_in, reschedule_without_db) -> None:
+    name = case_in("Finalized")
+    assert _sensor(name, mode="reschedule", poke_interval=0.5).execute(make_context()) is None
+
+
+def test_reschedule_mode_fails_on_a_failed_case(case_in, reschedule_without_db) -> None:
+    name = case_in("Issue reported")
+    with pytest.raises(
+        EmedgeneCaseFailedError, match=re.escape(f"{name} is in failure status 'Issue reported'")
+    ):
+        _sensor(name, mode="reschedule", poke_interval=0.5).execute(make_context())
+
+
+# -- deferrable -------------------------------------------------------------------------------------
+
+
+def test_deferrable_defers_with_the_right_trigger(case_in, sim_conn) -> None:
+    name = case_in("In progress")
+    ti = FakeTI()
+    sensor = _sensor(
+        name,
+        deferrable=True,
+        poke_interval=0.25,
+        timeout=600,
+        target_statuses=["Finalized"],
+        failure_statuses="On hold",
+        emedgene_conn_id="emedgene_default",
+    )
+    before = time.time()
+    with pytest.raises(TaskDeferred) as raised:
+        sensor.execute(make_context(ti))
+    after = time.time()
+    assert ti.pushed == [(XCOM_CASE_URL, f"{sim_conn.url}/case/{name}")]
+    deferred = raised.value
+    assert deferred.method_name == "execute_complete"
+    assert deferred.timeout == timedelta(seconds=600)
+    trigger = deferred.trigger
+    assert isinstance(trigger, EmedgeneCaseStatusTrigger)
+    assert trigger.case_name == name
+    assert trigger.emedgene_conn_id == "emedgene_default"
+    assert trigger.target_statuses == ["Finalized"]
+    assert trigger.failure_statuses == ["On hold"]
+    assert trigger.poll_interval == 0.25
+    assert before + 600 <= trigger.end_time <= after + 600
+    assert status_gets(sim_conn) == 1
+
+
+def test_deferrable_defaults_in_the_trigger(case_in) -> None:
+    name = case_in("Uploading")
+    with pytest.raises(TaskDeferred) as raised:
+        _sensor(name, deferrable=True).execute(make_context())
+    trigger = raised.value.trigger
+    assert trigger.target_statuses == ["Delivered"]
+    assert trigger.failure_statuses is None
+
+
+@pytest.mark.parametrize("status", ["Delivered", "Finalized", "Sign-out review"])
+def test_deferrable_does_not_defer_when_already_there(case_in, sim_conn, status) -> None:
+    name = case_in(status)
+    ti = FakeTI()
+    assert _sensor(name, deferrable=True).execute(make_context(ti)) is None
+    assert ti.pushed == [(XCOM_CASE_URL, f"{sim_conn.url}/case/{name}")]
+    assert status_gets(sim_conn) == 1
+
+
+def test_deferrable_fails_without_deferring_on_a_failed_case(case_in) -> None:
+    name = case_in("Issue reported")
+    with pytest.raises(
+        EmedgeneCaseFailedError, match=re.escape(f"{name} is in failure status 'Issue reported'")
+    ):
+        _sensor(name, deferrable=True).execute(make_context())
+
+
+def test_deferrable_soft_fail_skips_a_failed_case(case_in) -> None:
+    name = case_in("Issue reported")
+    with pytest.raises(
+        AirflowSkipException, match=re.escape(f"{name} is in failure status 'Issue reported'")
+    ):
+        _sensor(name, deferrable=True, soft_fail=True).execute(make_context())
+
+
+# -- execute_complete -------------------------------------------------------------------------------
+
+CASE = "EMG000000123"
+
+
+def _event(status: str, case_status: str | None = None, message: str = "") -> dict:
+    return {"status": status, "case_name": CASE, "case_status": case_status, "message": message}
+
+
+def test_execute_complete_success_returns_the_status() -> None:
+    sensor = _sensor(CASE, deferrable=True)
+    assert sensor.execute_complete(make_context(), _event("success", "Finalized", "ok")) == "Finalized"
+
+
+@pytest.mark.parametrize(
+    ("soft_fail", "event", "error", "message"),
+    [
+        (
+            False,
+            _event("failed", "Issue reported", "x"),
+            EmedgeneCaseFailedError,
+            f"Emedgene case {CASE} is in failure status 'Issue reported'",
+        ),
+        (
+            True,
+            _event("failed", "Issue reported", "x"),
+            AirflowSkipException,
+            f"Emedgene case {CASE} is in failure status 'Issue reported'",
+        ),
+        (
+            False,
+            _event("timeout", "In progress", "timed out waiting for Delivered"),
+            AirflowSensorTimeout,
+            "timed out waiting for Delivered",
+        ),
+        (
+            True,
+            _event("timeout", "In progress", "timed out waiting for Delivered"),
+            AirflowSkipException,
+            "timed out waiting for Delivered",
+        ),
+        (
+            False,
+            _event("error", None, f"Emedgene case {CASE} not found"),
+            AirflowException,
+            f"Emedgene case {CASE} not found",
+        ),
+        (False, None, AirflowException, "Emedgene trigger ended without an event"),
+    ],
+)
+def test_execute_complete_raises_for_every_other_event(soft_fail, event, error, message) -> None:
+    sensor = _sensor(CASE, deferrable=True, soft_fail=soft_fail)
+    with pytest.raises(error) as raised:
+        sensor.execute_complete(make_context(), event)
+    assert type(raised.value) is error
+    assert str(raised.value) == message

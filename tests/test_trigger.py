@@ -1,0 +1,292 @@
+"""EmedgeneCaseStatusTrigger: serialisation without secrets, and ``run()`` against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import time
+
+import pytest
+from airflow_fixtures import connect, sim_conn, status_gets, valid_case
+
+from emedgene_provider.hooks.emedgene import EmedgeneHook
+from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger
+
+__all__ = ["sim_conn"]  # a fixture, imported for pytest
+
+CLASSPATH = "emedgene_provider.triggers.emedgene.EmedgeneCaseStatusTrigger"
+
+
+def _trigger(name: str, *, timeout: float = 30, **kwargs) -> EmedgeneCaseStatusTrigger:
+    kwargs.setdefault("emedgene_conn_id", "emedgene_default")
+    kwargs.setdefault("target_statuses", ["Delivered"])
+    kwargs.setdefault("failure_statuses", None)
+    kwargs.setdefault("poll_interval", 0.1)
+    return EmedgeneCaseStatusTrigger(case_name=name, end_time=time.time() + timeout, **kwargs)
+
+
+async def _events(trigger: EmedgeneCaseStatusTrigger, limit: float = 20) -> list[dict]:
+    """Every event the trigger yields until its generator ends (bounded by ``limit`` seconds)."""
+
+    async def collect() -> list[dict]:
+        return [event.payload async for event in trigger.run()]
+
+    return await asyncio.wait_for(collect(), timeout=limit)
+
+
+def _case(sim, status: str | None = None) -> str:
+    name = EmedgeneHook().create_case(valid_case())
+    if status is not None:
+        sim.set_status(name, status)
+    return name
+
+
+def _issued_tokens(sim) -> list[str]:
+    """Every token the simulator has issued, revoked and expired ones included."""
+    return sim.issued_tokens()
+
+
+# -- serialisation --------------------------------------------------------------------------------
+
+
+def test_serialize_round_trips_through_the_classpath() -> None:
+    trigger = EmedgeneCaseStatusTrigger(
+        case_name="EMG000000001",
+        emedgene_conn_id="lab_tenant",
+        target_statuses=["Delivered", "Finalized"],
+        failure_statuses=["Issue reported"],
+        poll_interval=15,
+        end_time=1_800_000_000.5,
+    )
+    classpath, kwargs = trigger.serialize()
+    assert classpath == CLASSPATH
+    assert kwargs == {
+        "case_name": "EMG000000001",
+        "emedgene_conn_id": "lab_tenant",
+        "target_statuses": ["Delivered", "Finalized"],
+        "failure_statuses": ["Issue reported"],
+        "poll_interval": 15.0,
+        "end_time": 1_800_000_000.5,
+    }
+    module, _, name = classpath.rpartition(".")
+    rebuilt = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
+    assert rebuilt.serialize() == (classpath, kwargs)
+
+
+def test_serialize_keeps_failure_statuses_none() -> None:
+    _, kwargs = _trigger("EMG000000001").serialize()
+    assert kwargs["failure_statuses"] is None
+
+
+async def test_serialized_trigger_holds_no_secret(emedgene_simulator, monkeypatch) -> None:
+    sim = emedgene_simulator
+    for auth_type in ("password", "api_key"):
+        connect(monkeypatch, sim, sim.connection_json(auth_type))
+        name = _case(sim, "Delivered")
+        trigger = _trigger(name)
+        (event,) = await _events(trigger)  # a token was issued and used for this very trigger
+        assert event["status"] == "success"
+        classpath, kwargs = trigger.serialize()
+        text = json.dumps([classpath, kwargs]) + repr(trigger)
+        tokens = _issued_tokens(sim)
+        assert tokens
+        for secret in (sim.password, sim.api_key, *tokens):
+            assert secret not in text
+            assert secret not in json.dumps(event)
+
+
+# -- run(): outcomes --------------------------------------------------------------------------------
+
+
+async def test_success_when_delivered(sim_conn) -> None:
+    name = _case(sim_conn, "Delivered")
+    events = await _events(_trigger(name))
+    assert events == [
+        {
+            "status": "success",
+            "case_name": name,
+            "case_status": "Delivered",
+            "message": f"Emedgene case {name} is 'Delivered'",
+        }
+    ]
+    assert status_gets(sim_conn) == 1
+
+
+async def test_success_after_waiting_through_the_lifecycle(sim_conn) -> None:
+    name = _case(sim_conn)  # Uploading, In progress, Delivered at 0.2 s a stage
+    (event,) = await _events(_trigger(name))
+    assert (event["status"], event["case_status"]) == ("success", "Delivered")
+    assert 3 <= status_gets(sim_conn) <= 10
+
+
+@pytest.mark.parametrize("status", ["Finalized", "Sign-out review"])
+async def test_success_when_past_the_target(sim_conn, status) -> None:
+    name = _case(sim_conn, status)
+    (event,) = await _events(_trigger(name))
+    assert (event["status"], event["case_status"]) == ("success", status)
+
+
+async def test_failed_when_issue_reported(sim_conn) -> None:
+    name = _case(sim_conn, "Issue reported")
+    events = await _events(_trigger(name))
+    assert events == [
+        {
+            "status": "failed",
+            "case_name": name,
+            "case_status": "Issue reported",
+            "message": f"Emedgene case {name} is in failure status 'Issue reported'",
+        }
+    ]
+
+
+async def test_failed_when_the_lifecycle_ends_in_issue_reported(
+    emedgene_simulator_factory, monkeypatch
+) -> None:
+    sim = emedgene_simulator_factory(stage_seconds=0.1, outcome="Issue reported")
+    connect(monkeypatch, sim)
+    name = _case(sim)
+    (event,) = await _events(_trigger(name))
+    assert (event["status"], event["case_status"]) == ("failed", "Issue reported")
+
+
+async def test_timeout_when_end_time_passes(sim_conn) -> None:
+    name = _case(sim_conn, "In progress")
+    started = time.monotonic()
+    events = await _events(_trigger(name, timeout=0.5, poll_interval=0.2))
+    elapsed = time.monotonic() - started
+    assert events == [
+        {
+            "status": "timeout",
+            "case_name": name,
+            "case_status": "In progress",
+            "message": f"Emedgene case {name}: timed out waiting for Delivered; last status 'In progress'",
+        }
+    ]
+    assert elapsed >= 0.45  # it waited out the deadline, not less
+    assert 3 <= status_gets(sim_conn) <= 5  # t = 0, 0.2, 0.4, 0.5
+
+
+async def test_timeout_at_once_when_end_time_is_past(sim_conn) -> None:
+    name = _case(sim_conn, "Uploading")
+    (event,) = await _events(_trigger(name, timeout=-1))
+    assert (event["status"], event["case_status"]) == ("timeout", "Uploading")
+    assert status_gets(sim_conn) == 1
+
+
+async def test_error_for_an_unknown_case(sim_conn) -> None:
+    events = await _events(_trigger("EMG999999999"))
+    assert len(events) == 1
+    event = events[0]
+    assert event["status"] == "error"
+    assert event["case_name"] == "EMG999999999"
+    assert event["case_status"] is None
+    assert "EMG999999999" in event["message"]
+    assert "not found" in event["message"]
+    assert status_gets(sim_conn) == 1  # a 404 is final: not retried
+
+
+async def test_error_for_bad_credentials(emedgene_simulator, monkeypatch) -> None:
+    sim = emedgene_simulator
+    connect(monkeypatch, sim)
+    name = _case(sim, "Delivered")
+    wrong = sim.connection_json()
+    wrong["password"] = "not-the-password-42"
+    connect(monkeypatch, sim, wrong)
+    events = await _events(_trigger(name))
+    assert len(events) == 1
+    assert events[0]["status"] == "error"
+    assert "401" in events[0]["message"]
+    assert "not-the-password-42" not in json.dumps(events)
+    assert sim.counters()["login_failures"] == 1
+    assert status_gets(sim) == 0
+
+
+async def test_error_for_an_unknown_connection(monkeypatch) -> None:
+    monkeypatch.delenv("AIRFLOW_CONN_EMEDGENE_NOWHERE", raising=False)
+    events = await _events(_trigger("EMG000000001", emedgene_conn_id="emedgene_nowhere"))
+    assert len(events) == 1
+    assert events[0]["status"] == "error"
+    assert events[0]["message"].startswith("Emedgene case EMG000000001: cannot connect: ")
+    assert "emedgene_nowhere" in events[0]["message"]
+
+
+# -- run(): resilience ------------------------------------------------------------------------------
+
+
+async def test_token_expired_mid_wait_is_renewed(sim_conn) -> None:
+    name = _case(sim_conn, "In progress")
+    trigger = _trigger(name, poll_interval=0.1)
+
+    async def deliver_later() -> None:
+        while status_gets(sim_conn) < 2:
+            await asyncio.sleep(0.02)
+        await asyncio.to_thread(sim_conn.expire_tokens)
+        await asyncio.to_thread(sim_conn.set_status, name, "Delivered")
+
+    events, _ = await asyncio.gather(_events(trigger), deliver_later())
+    assert [(e["status"], e["case_status"]) for e in events] == [("success", "Delivered")]
+    assert sim_conn.counters()["logins"] == 2
+
+
+async def test_short_lived_tokens_are_renewed_within_one_wait(
+    emedgene_simulator_factory, monkeypatch
+) -> None:
+    sim = emedgene_simulator_factory(stage_seconds=0.3, token_ttl=0.25)
+    connect(monkeypatch, sim)
+    name = _case(sim)  # about 0.9 s to Delivered: several token lifetimes
+    (event,) = await _events(_trigger(name, poll_interval=0.1))
+    assert (event["status"], event["case_status"]) == ("success", "Delivered")
+    assert sim.counters()["logins"] >= 3  # the creation's login, then renewals during the wait
+
+
+async def test_transient_503s_are_retried(sim_conn, monkeypatch) -> None:
+    conn = sim_conn.connection_json()
+    conn["extra"]["retry_max_wait"] = 0.05
+    connect(monkeypatch, sim_conn, conn)
+    name = _case(sim_conn, "Delivered")
+    sim_conn.inject("503", times=2, method="GET", path=f"/api/test/{name}")
+    events = await _events(_trigger(name))
+    assert [(e["status"], e["case_status"]) for e in events] == [("success", "Delivered")]
+    assert sim_conn.counters()["faults_injected"] == 2
+    assert status_gets(sim_conn) == 3
+
+
+async def test_an_outage_longer_than_the_retries_keeps_waiting_and_sleeps(sim_conn, monkeypatch) -> None:
+    """Every poll fails fast with EmedgeneUnavailableError; the trigger must still sleep between
+    polls (no busy loop) and end with one timeout event at the deadline."""
+    conn = sim_conn.connection_json()
+    conn["extra"]["max_retries"] = 0
+    connect(monkeypatch, sim_conn, conn)
+    name = _case(sim_conn, "Delivered")
+    sim_conn.inject("503", times=100_000, method="GET", path=f"/api/test/{name}")
+    started = time.monotonic()
+    events = await _events(_trigger(name, timeout=1.0, poll_interval=0.2))
+    elapsed = time.monotonic() - started
+    assert [(e["status"], e["case_status"]) for e in events] == [("timeout", None)]
+    assert elapsed >= 0.95
+    polls = status_gets(sim_conn)
+    assert 4 <= polls <= 8  # about one per 0.2 s over 1 s: no busy loop
+    assert sim_conn.counters()["faults_injected"] == polls
+
+
+async def test_an_outage_that_ends_before_the_deadline_succeeds(sim_conn, monkeypatch) -> None:
+    conn = sim_conn.connection_json()
+    conn["extra"]["max_retries"] = 0
+    connect(monkeypatch, sim_conn, conn)
+    name = _case(sim_conn, "Delivered")
+    sim_conn.inject("503", times=3, method="GET", path=f"/api/test/{name}")
+    (event,) = await _events(_trigger(name, poll_interval=0.1))
+    assert (event["status"], event["case_status"]) == ("success", "Delivered")
+    assert status_gets(sim_conn) == 4
+
+
+async def test_simulator_down_is_an_outage_not_an_error(emedgene_simulator_factory, monkeypatch) -> None:
+    sim = emedgene_simulator_factory()
+    conn = sim.connection_json()
+    conn["extra"]["max_retries"] = 0
+    connect(monkeypatch, sim, conn)
+    name = _case(sim, "In progress")
+    sim.stop()
+    (event,) = await _events(_trigger(name, timeout=0.5, poll_interval=0.1))
+    assert (event["status"], event["case_status"]) == ("timeout", None)
