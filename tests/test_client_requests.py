@@ -472,11 +472,13 @@ class TestTransport:
         make_client(ILLUMINA, None, None, {"api_key": API_KEY}).list_storage_providers()
         assert [r.timeout for r in requests_mock.request_history] == [30.0, 30.0]
 
-    @pytest.mark.parametrize("verify", ["false", "/etc/emedgene/simulator-ca.pem"])
+    @pytest.mark.parametrize("verify", ["false", "CA_FILE"])
     @pytest.mark.parametrize(
         "ca_bundle_env", [None, "/etc/ssl/certs/ca-certificates.crt"], ids=["no-env", "env"]
     )
-    def test_verify_extra_reaches_every_request(self, requests_mock, monkeypatch, verify, ca_bundle_env):
+    def test_verify_extra_reaches_every_request(
+        self, requests_mock, monkeypatch, tmp_path, verify, ca_bundle_env
+    ):
         """The connection's ``verify`` must win even where REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE are set
         (common in container images): requests lets those override ``Session.verify``."""
         for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
@@ -484,6 +486,9 @@ class TestTransport:
                 monkeypatch.delenv(name, raising=False)
             else:
                 monkeypatch.setenv(name, ca_bundle_env)
+        if verify == "CA_FILE":  # a CA bundle must exist to be accepted
+            verify = str(tmp_path / "simulator-ca.pem")
+            (tmp_path / "simulator-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
         mock_login(requests_mock)
         requests_mock.get(STORAGE_URL, json={"hits": []})
         make_client(extra={"verify": verify}).list_storage_providers()
@@ -1109,3 +1114,73 @@ class TestHookTestConnection:
         assert ok is False
         assert "ConnectTimeout" in message
         assert len(waits) == 1
+
+
+class TestRequestsThatCannotBeSentOrPaged:
+    def test_a_5xx_not_worth_retrying_on_a_read_is_unavailable_not_ambiguous(self, requests_mock):
+        mock_login(requests_mock)
+        requests_mock.get(CASE_URL, status_code=501, json={"message": "Not Implemented"})
+        client = make_client()
+        with pytest.raises(EmedgeneUnavailableError) as info:
+            client.get_case_status(CASE)
+        assert str(info.value) == (
+            f"Emedgene get_case_status({CASE}): server error "
+            f"(HTTP 501 from GET /api/test/{CASE}: Not Implemented)"
+        )
+        assert len([r for r in requests_mock.request_history if r.method == "GET"]) == 1
+
+    def test_a_header_requests_refuses_is_a_config_error_not_an_ambiguous_create(
+        self, requests_mock, monkeypatch
+    ):
+        from emedgene_provider.client import sync
+
+        mock_login(requests_mock)
+        client = make_client()
+        client.token()  # logged in; only the create is refused
+
+        def refuse(*args, **kwargs):
+            raise requests.exceptions.InvalidHeader("Invalid leading whitespace in header value")
+
+        monkeypatch.setattr(client.session, "request", refuse)
+        with pytest.raises(sync.EmedgeneConfigError) as info:
+            client.create_case(CASE_JSON)
+        assert str(info.value) == (
+            "Emedgene create_case: the request to POST /api/cases/v2/cases could not be built: "
+            "Invalid leading whitespace in header value"
+        )
+
+    def test_the_async_client_reports_a_refused_header_the_same_way(self, emedgene_simulator):
+        import asyncio
+
+        from emedgene_provider.client.aio import AsyncEmedgeneClient
+        from emedgene_provider.client.auth import TOKEN_CACHE, Token
+        from emedgene_provider.client.config import config_from_connection
+        from emedgene_provider.client.errors import EmedgeneConfigError
+
+        sim = emedgene_simulator
+        config = config_from_connection(host=sim.url, login=sim.username, password=sim.password, extra=None)
+        TOKEN_CACHE.put(
+            config.credentials.cache_key(),
+            Token(access_token="tok", header_value="Bearer tok\r\nX: 1", expires_at=2e9, renew_at=2e9),
+        )
+
+        async def run() -> None:
+            async with AsyncEmedgeneClient(config) as client:
+                await client.get_case_status(CASE)
+
+        with pytest.raises(EmedgeneConfigError) as info:
+            asyncio.run(run())
+        assert str(info.value).startswith(
+            f"Emedgene get_case_status({CASE}): the request to GET /api/test/{CASE} could not be built: "
+        )
+
+    def test_a_server_that_ignores_from_is_reported_not_paged_forever(self, requests_mock):
+        mock_login(requests_mock)
+        requests_mock.get(LIST_URL, json={"hits": [{"name": "EMG000000001"}]})  # no total, same page
+        client = make_client()
+        with pytest.raises(EmedgeneUnexpectedResponseError) as info:
+            list(client.iter_cases(page_size=1))
+        assert str(info.value) == (
+            "Emedgene iter_cases: the page at from=1 repeats the previous one; the server seems to "
+            "ignore 'from'"
+        )

@@ -120,11 +120,20 @@ class TestConnectionExtras:
             (False, False),
             ("true", True),
             (True, True),
-            ("/etc/ssl/lab-proxy.pem", "/etc/ssl/lab-proxy.pem"),
+            (__file__, __file__),  # an existing file stands for a CA bundle
         ],
     )
     def test_verify(self, raw, verify):
         assert config(extra={"verify": raw}).verify == verify
+
+    @pytest.mark.parametrize("raw", ["/etc/ssl/no-such-bundle.pem", "ture"])
+    def test_verify_that_is_no_file_is_refused_naming_it(self, raw):
+        with pytest.raises(EmedgeneConfigError) as info:
+            config(extra={"verify": raw})
+        assert str(info.value) == (
+            f"Emedgene connection extra 'verify' is {raw!r}: neither true/false nor the path of an "
+            "existing CA bundle file."
+        )
 
     def test_unknown_extra_is_named(self):
         with pytest.raises(EmedgeneConfigError, match="unknown extra\\(s\\) verfy") as info:

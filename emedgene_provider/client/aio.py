@@ -140,6 +140,13 @@ class AsyncEmedgeneClient:
                 operation=call.operation,
                 case_name=call.case_name,
             ) from None
+        except ValueError as exc:  # aiohttp refuses a header or URL before sending anything
+            raise EmedgeneConfigError(
+                f"Emedgene {call.describe()}: the request to {call.method} {call.path} could not be "
+                f"built: {self.scrub(str(exc))[:200]}",
+                operation=call.operation,
+                case_name=call.case_name,
+            ) from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             kind = type(exc).__name__
             detail = f"{kind} on {call.method} {call.path}: {self.scrub(str(exc))[:200]}"

@@ -12,6 +12,8 @@ import base64
 import binascii
 import hashlib
 import json
+import math
+import re
 import threading
 import time
 import weakref
@@ -27,6 +29,8 @@ ILLUMINA_TENANT_SUFFIX = ".emg.illumina.com"
 
 #: Renew this long before expiry, at most; a tenth of a short lifetime otherwise.
 MAX_RENEWAL_LEAD = 300.0
+#: A lifetime claimed beyond this (a year) is not believed; the configured one is used instead.
+MAX_LIFETIME = 365 * 24 * 3600.0
 
 
 def derive_token_url(base_url: str) -> str | None:
@@ -144,10 +148,26 @@ def _jwt_exp(token: str) -> float | None:
         return None
     try:
         payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
         return None
     exp = payload.get("exp") if isinstance(payload, dict) else None
-    return float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
+    return _finite(exp)
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float, or None (booleans, strings, 10**400, NaN and infinities)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+#: What may stand in an ``Authorization`` header: visible ASCII, no spaces. A token with CR/LF
+#: or other control characters would be refused (or worse, split into another header).
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 
 
 def parse_token(body: Any, *, default_lifetime: float, now: float | None = None) -> Token | None:
@@ -163,17 +183,20 @@ def parse_token(body: Any, *, default_lifetime: float, now: float | None = None)
     access = body.get("access_token")
     if isinstance(access, str) and access:
         token_type = body.get("token_type") or "bearer"
-        header = f"{str(token_type).capitalize()} {access}"
+        scheme = str(token_type).capitalize()
     elif isinstance(body.get("Authorization"), str) and " " in body["Authorization"]:
-        header = body["Authorization"]
-        access = header.split(" ", 1)[1]
+        scheme, access = body["Authorization"].split(" ", 1)
     else:
         return None
-    expires_in = body.get("expires_in")
-    if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and expires_in > 0:
-        expires_at = now + float(expires_in)
+    if not (_TOKEN_CHARS.fullmatch(access) and _TOKEN_CHARS.fullmatch(scheme)):
+        return None
+    header = f"{scheme} {access}"
+    expires_in = _finite(body.get("expires_in"))
+    if expires_in is not None and 0 < expires_in < MAX_LIFETIME:
+        expires_at = now + expires_in
     else:
-        expires_at = _jwt_exp(access) or now + default_lifetime
+        exp = _jwt_exp(access)
+        expires_at = exp if exp is not None and 0 < exp - now < MAX_LIFETIME else now + default_lifetime
     lifetime = max(expires_at - now, 0.0)
     renew_at = expires_at - min(MAX_RENEWAL_LEAD, lifetime * 0.1)
     return Token(access_token=access, header_value=header, expires_at=expires_at, renew_at=renew_at)

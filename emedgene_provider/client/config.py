@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,6 +234,11 @@ def config_from_connection(
         verify = _bool("verify", verify_raw)
     else:
         verify = str(verify_raw)  # a CA bundle path, for a lab's proxy or the simulator
+        if not os.path.isfile(verify):
+            raise EmedgeneConfigError(
+                f"Emedgene connection extra 'verify' is {verify!r}: neither true/false nor the path of "
+                "an existing CA bundle file."
+            )
     max_retries = int(_number("max_retries", extras.get("max_retries"), DEFAULT_MAX_RETRIES))
     retry_max_wait = _number("retry_max_wait", extras.get("retry_max_wait"), DEFAULT_RETRY_MAX_WAIT)
     case_url_template = extras.get("case_url_template") or None

@@ -22,6 +22,12 @@ VCF_EXTENSIONS = (".vcf", ".vcf.gz", ".gvcf", ".gvcf.gz")
 DUE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
+def _show(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a problem quotes what it found, not 100 kB of it."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 def _members(patients: dict[str, Any]) -> list[tuple[str, Any]]:
     found: list[tuple[str, Any]] = []
     for role in ("proband", "mother", "father"):
@@ -40,10 +46,13 @@ def _member_problems(where: str, member: Any) -> list[str]:
     if not member.get("fastq_sample"):
         problems.append(f"{where}.fastq_sample is required")
     if member.get("gender", "Unknown") not in GENDERS:
-        problems.append(f"{where}.gender must be one of {', '.join(GENDERS)} (got {member.get('gender')!r})")
+        problems.append(
+            f"{where}.gender must be one of {', '.join(GENDERS)} (got {_show(member.get('gender'))})"
+        )
     if "relationship" in member and member["relationship"] not in RELATIONSHIPS:
         problems.append(
-            f"{where}.relationship must be one of {', '.join(RELATIONSHIPS)} (got {member['relationship']!r})"
+            f"{where}.relationship must be one of {', '.join(RELATIONSHIPS)} "
+            f"(got {_show(member['relationship'])})"
         )
     phenotypes = member.get("phenotypes", [])
     if not isinstance(phenotypes, list):
@@ -56,7 +65,7 @@ def _member_problems(where: str, member: Any) -> list[str]:
             if not isinstance(pid, str) or not PHENOTYPE_ID.match(pid):
                 problems.append(
                     f'{where}.phenotypes[{i}] must be {{"id": "phenotypes/EMG_PHENOTYPE_<digits>"}} '
-                    f"(HPO HP:0001250 is phenotypes/EMG_PHENOTYPE_0001250), got {p!r}"[:300]
+                    f"(HPO HP:0001250 is phenotypes/EMG_PHENOTYPE_0001250), got {_show(p)}"[:300]
                 )
     return problems
 
@@ -88,7 +97,7 @@ def _sample_problems(samples: Any, sample_type: Any) -> list[str]:
             name = str(f.get("filename", "")).lower()
             if name and sample_type in SAMPLE_TYPES and not name.endswith(allowed):
                 problems.append(
-                    f"{fwhere}.filename {f.get('filename')!r} is not a {sample_type} file "
+                    f"{fwhere}.filename {_show(f.get('filename'))} is not a {sample_type} file "
                     f"(expected {', '.join(allowed)})"
                 )
     return problems
@@ -99,25 +108,29 @@ def case_problems(case: Any) -> list[str]:
     if not isinstance(case, dict):
         return [f"the case must be a JSON object, not {type(case).__name__}"]
     problems: list[str] = []
-    if case.get("sharing_level", 0) not in (0, 1):
-        problems.append(f"sharing_level must be 0 or 1 (got {case.get('sharing_level')!r})")
+    sharing = case.get("sharing_level", 0)
+    if isinstance(sharing, bool) or sharing not in (0, 1):  # True == 1, but is not a level
+        problems.append(f"sharing_level must be 0 or 1 (got {_show(sharing)})")
     if not isinstance(case.get("should_upload", False), bool):
         problems.append("should_upload must be true or false")
     td = case.get("test_data")
     if not isinstance(td, dict):
         return [*problems, "test_data is required and must be an object"]
     if td.get("type") not in CASE_TYPES:
-        problems.append(f"test_data.type must be one of {', '.join(CASE_TYPES)} (got {td.get('type')!r})")
+        problems.append(
+            f"test_data.type must be one of {', '.join(CASE_TYPES)} (got {_show(td.get('type'))})"
+        )
     if td.get("sample_type") not in SAMPLE_TYPES:
         problems.append(
-            f"test_data.sample_type must be one of {', '.join(SAMPLE_TYPES)} (got {td.get('sample_type')!r})"
+            f"test_data.sample_type must be one of {', '.join(SAMPLE_TYPES)} "
+            f"(got {_show(td.get('sample_type'))})"
         )
     notes = td.get("notes")
     if notes is not None and (not isinstance(notes, str) or len(notes) > MAX_NOTES):
         problems.append(f"test_data.notes must be text of at most {MAX_NOTES} characters")
     due = td.get("due_date")
     if due not in (None, "") and (not isinstance(due, str) or not DUE_DATE.match(due)):
-        problems.append(f"test_data.due_date must be YYYY-MM-DD (got {due!r})")
+        problems.append(f"test_data.due_date must be YYYY-MM-DD (got {_show(due)})")
     if "extra_data" in td and not isinstance(td["extra_data"], dict):
         problems.append("test_data.extra_data must be an object")
     patients = td.get("patients")
@@ -141,7 +154,7 @@ def phenotype_id(term: str) -> str:
         return text
     match = _HPO.match(text.upper())
     if not match:
-        raise ValueError(f"{term!r} is neither an HPO term (HP:0001250) nor an Emedgene phenotype id")
+        raise ValueError(f"{_show(term)} is neither an HPO term (HP:0001250) nor an Emedgene phenotype id")
     return f"phenotypes/EMG_PHENOTYPE_{match.group(1)}"
 
 

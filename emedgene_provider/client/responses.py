@@ -29,6 +29,8 @@ from emedgene_provider.client.errors import (
 from emedgene_provider.client.retry import TransientFailure, is_retryable_status, parse_retry_after
 
 MAX_SERVER_WORDS = 300
+#: An error page's ``<title>`` is looked for in this many first bytes only.
+HTML_HEAD_BYTES = 65536
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _TAGS = re.compile(r"<[^>]+>")
 _BLANKS = re.compile(r"\s+")
@@ -71,7 +73,7 @@ def server_words(body: bytes, content_type: str = "", scrub: Scrub = _keep) -> s
     if not body:
         return "(empty body)"
     if _looks_like_html(body, content_type):
-        match = _TITLE.search(body)
+        match = _TITLE.search(body[:HTML_HEAD_BYTES])  # bounded: the regex is slow on long bodies
         text = (
             match.group(1).decode("utf-8", "replace")
             if match
@@ -81,7 +83,7 @@ def server_words(body: bytes, content_type: str = "", scrub: Scrub = _keep) -> s
     text = body.decode("utf-8", "replace")
     try:
         parsed = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python goes
         return _trimmed(text)
     if isinstance(parsed, dict):
         for key in ("message", "error", "detail", "msg"):
@@ -105,7 +107,7 @@ def decode_json(call: ApiCall, status: int, body: bytes, content_type: str, scru
         return None
     try:
         return json.loads(body.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         words = server_words(body, content_type, scrub)
         raise EmedgeneUnexpectedResponseError(
             f"Emedgene {call.describe()}: HTTP {status} from {_where(call)} was not JSON "
@@ -145,8 +147,10 @@ def interpret(
     if is_retryable_status(status, idempotent=call.idempotent):
         retry_after = parse_retry_after(headers.get("Retry-After") or headers.get("retry-after"))
         raise TransientFailure(detail, status_code=status, retry_after=retry_after, server_message=words)
-    if status >= 500:
+    if status >= 500 and not call.idempotent:
         raise ambiguous_create(call, detail, status_code=status, server_message=words)
+    if status >= 500:  # a 5xx not worth retrying (501, 505, ...): the server cannot do this now
+        raise EmedgeneUnavailableError(f"Emedgene {call.describe()}: server error ({detail})", **facts)
     if status == 404:
         raise EmedgeneNotFoundError(f"Emedgene {call.describe()}: not found ({detail})", **facts)
     if 400 <= status < 500:
@@ -200,7 +204,7 @@ def interpret_login(
     if 200 <= status < 300:
         try:
             parsed: Any = json.loads(body.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             parsed = None
         token = parse_token(parsed, default_lifetime=default_lifetime)
         if token is not None:

@@ -144,6 +144,14 @@ class EmedgeneClient:
                 # Per request: with REQUESTS_CA_BUNDLE set, requests ignores ``Session.verify``.
                 verify=self.config.verify,
             )
+        except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL) as exc:
+            # Refused while preparing, before anything was sent: not retried, never ambiguous.
+            raise EmedgeneConfigError(
+                f"Emedgene {call.describe()}: the request to {call.method} {call.path} could not be "
+                f"built: {self.scrub(str(exc))[:200]}",
+                operation=call.operation,
+                case_name=call.case_name,
+            ) from None
         except requests.exceptions.SSLError as exc:
             raise EmedgeneConfigError(
                 f"Emedgene {call.describe()}: TLS verification failed for {self.config.base_url}: "
@@ -246,12 +254,20 @@ class EmedgeneClient:
         if page_size < 1:
             raise ValueError(f"page_size must be at least 1, not {page_size}")
         offset = 0
+        previous: list[Any] | None = None
         while True:
             call = endpoints.list_cases(offset, page_size)
             body = self.call(call)
             hits = field_of(call, body, "hits")
             if not hits:
                 return
+            if hits == previous:  # a server that ignores `from` would page forever
+                raise EmedgeneUnexpectedResponseError(
+                    f"Emedgene iter_cases: the page at from={offset} repeats the previous one; the "
+                    "server seems to ignore 'from'",
+                    operation="iter_cases",
+                )
+            previous = hits
             yield from hits
             offset += len(hits)
             total = body.get("total")
