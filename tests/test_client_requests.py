@@ -1132,8 +1132,6 @@ class TestRequestsThatCannotBeSentOrPaged:
     def test_a_header_requests_refuses_is_a_config_error_not_an_ambiguous_create(
         self, requests_mock, monkeypatch
     ):
-        from emedgene_provider.client import sync
-
         mock_login(requests_mock)
         client = make_client()
         client.token()  # logged in; only the create is refused
@@ -1142,7 +1140,7 @@ class TestRequestsThatCannotBeSentOrPaged:
             raise requests.exceptions.InvalidHeader("Invalid leading whitespace in header value")
 
         monkeypatch.setattr(client.session, "request", refuse)
-        with pytest.raises(sync.EmedgeneConfigError) as info:
+        with pytest.raises(EmedgeneConfigError) as info:
             client.create_case(CASE_JSON)
         assert str(info.value) == (
             "Emedgene create_case: the request to POST /api/cases/v2/cases could not be built: "

@@ -23,17 +23,18 @@ from emedgene_provider.client import endpoints
 from emedgene_provider.client.auth import TOKEN_CACHE, Token, TokenCache, login_request
 from emedgene_provider.client.config import ClientConfig
 from emedgene_provider.client.endpoints import ApiCall
-from emedgene_provider.client.errors import EmedgeneConfigError
 from emedgene_provider.client.responses import (
     AuthRejected,
-    ambiguous_create,
     field_of,
     fresh_token_refused,
     interpret,
     interpret_login,
+    not_built,
     retries_exhausted,
+    tls_failed,
+    transport_failure,
 )
-from emedgene_provider.client.retry import TransientFailure
+from emedgene_provider.client.retry import TransientFailure, log_before_sleep
 from emedgene_provider.client.secrets import Scrubber
 
 log = logging.getLogger(__name__)
@@ -94,21 +95,9 @@ class AsyncEmedgeneClient:
 
     async def _with_retries(self, call: ApiCall, attempt: Callable[[], Awaitable[T]]) -> T:
         policy = self.config.retry
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            failure = state.outcome.exception() if state.outcome else None
-            log.warning(
-                "Emedgene %s: %s; attempt %d of %d, retrying in %.1f s",
-                call.describe(),
-                getattr(failure, "detail", failure),
-                state.attempt_number,
-                policy.max_attempts,
-                state.upcoming_sleep,
-            )
-
         retrying = tenacity.AsyncRetrying(
             sleep=self.sleep,
-            before_sleep=before_sleep,
+            before_sleep=log_before_sleep(call.describe(), policy.max_attempts, log),
             **policy.tenacity_kwargs(),  # type: ignore[arg-type]
         )
         try:
@@ -133,27 +122,13 @@ class AsyncEmedgeneClient:
                 body = await response.read()
                 return response.status, response.headers, body
         except aiohttp.ClientConnectorCertificateError as exc:
-            raise EmedgeneConfigError(
-                f"Emedgene {call.describe()}: TLS verification failed for {self.config.base_url}: "
-                f"{self.scrub(str(exc))[:300]}. For a lab proxy or the simulator's certificate set the "
-                "connection extra 'verify' to the CA bundle's path.",
-                operation=call.operation,
-                case_name=call.case_name,
-            ) from None
+            raise tls_failed(call, self.config.base_url, self.scrub(str(exc))) from None
         except ValueError as exc:  # aiohttp refuses a header or URL before sending anything
-            raise EmedgeneConfigError(
-                f"Emedgene {call.describe()}: the request to {call.method} {call.path} could not be "
-                f"built: {self.scrub(str(exc))[:200]}",
-                operation=call.operation,
-                case_name=call.case_name,
-            ) from None
+            raise not_built(call, self.scrub(str(exc))) from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            kind = type(exc).__name__
-            detail = f"{kind} on {call.method} {call.path}: {self.scrub(str(exc))[:200]}"
+            detail = f"{type(exc).__name__} on {call.method} {call.path}: {self.scrub(str(exc))[:200]}"
             never_sent = isinstance(exc, aiohttp.ClientConnectorError)
-            if call.idempotent or never_sent:
-                raise TransientFailure(detail) from None
-            raise ambiguous_create(call, detail) from None
+            raise transport_failure(call, detail, never_sent=never_sent) from None
 
     async def _login(self) -> Token:
         creds = self.config.credentials

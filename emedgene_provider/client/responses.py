@@ -19,6 +19,7 @@ from emedgene_provider.client.endpoints import ApiCall
 from emedgene_provider.client.errors import (
     EmedgeneAmbiguousCreateError,
     EmedgeneAuthError,
+    EmedgeneConfigError,
     EmedgeneError,
     EmedgeneInvalidRequestError,
     EmedgeneNotFoundError,
@@ -255,3 +256,31 @@ def fresh_token_refused(call: ApiCall, again: AuthRejected) -> EmedgeneError:
         status_code=again.status_code,
         server_message=again.server_message,
     )
+
+
+def tls_failed(call: ApiCall, base_url: str, detail: str) -> EmedgeneError:
+    """Certificate verification failed: a setting to fix, never retried."""
+    return EmedgeneConfigError(
+        f"Emedgene {call.describe()}: TLS verification failed for {base_url}: {detail[:300]}. For a lab "
+        "proxy or the simulator's certificate set the connection extra 'verify' to the CA bundle's path.",
+        operation=call.operation,
+        case_name=call.case_name,
+    )
+
+
+def not_built(call: ApiCall, detail: str) -> EmedgeneError:
+    """The HTTP library refused the request (a header, the URL) before sending anything."""
+    return EmedgeneConfigError(
+        f"Emedgene {call.describe()}: the request to {call.method} {call.path} could not be built: "
+        f"{detail[:200]}",
+        operation=call.operation,
+        case_name=call.case_name,
+    )
+
+
+def transport_failure(call: ApiCall, detail: str, *, never_sent: bool) -> Exception:
+    """A connection-level failure: retried when repeating is safe (a read, or nothing was sent),
+    otherwise the create may have been applied and is reported as ambiguous."""
+    if call.idempotent or never_sent:
+        return TransientFailure(detail)
+    return ambiguous_create(call, detail)

@@ -9,8 +9,10 @@ together do not come back together; a server's ``Retry-After`` wins, capped by `
 from __future__ import annotations
 
 import email.utils
+import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import tenacity
@@ -116,3 +118,23 @@ class RetryPolicy:
             "retry": tenacity.retry_if_exception_type(TransientFailure),
             "reraise": True,
         }
+
+
+def log_before_sleep(
+    call_name: str, max_attempts: int, log: logging.Logger
+) -> Callable[[tenacity.RetryCallState], None]:
+    """tenacity's ``before_sleep`` for both transports: one warning per retry, naming the call,
+    what failed (already scrubbed), the attempt and the wait."""
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "Emedgene %s: %s; attempt %d of %d, retrying in %.1f s",
+            call_name,
+            getattr(failure, "detail", failure),
+            state.attempt_number,
+            max_attempts,
+            state.upcoming_sleep,
+        )
+
+    return before_sleep

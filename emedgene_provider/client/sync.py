@@ -21,7 +21,6 @@ from emedgene_provider.client.config import ClientConfig
 from emedgene_provider.client.endpoints import ApiCall
 from emedgene_provider.client.errors import (
     EmedgeneAmbiguousCreateError,
-    EmedgeneConfigError,
     EmedgeneError,
     EmedgeneNotFoundError,
     EmedgeneUnexpectedResponseError,
@@ -29,14 +28,16 @@ from emedgene_provider.client.errors import (
 from emedgene_provider.client.payload import idempotency_key_of, with_idempotency_key
 from emedgene_provider.client.responses import (
     AuthRejected,
-    ambiguous_create,
     field_of,
     fresh_token_refused,
     interpret,
     interpret_login,
+    not_built,
     retries_exhausted,
+    tls_failed,
+    transport_failure,
 )
-from emedgene_provider.client.retry import TransientFailure
+from emedgene_provider.client.retry import TransientFailure, log_before_sleep
 from emedgene_provider.client.secrets import Scrubber
 
 log = logging.getLogger(__name__)
@@ -105,19 +106,12 @@ class EmedgeneClient:
 
     def _with_retries(self, call: ApiCall, attempt: Callable[[], T]) -> T:
         policy = self.config.retry
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            failure = state.outcome.exception() if state.outcome else None
-            log.warning(
-                "Emedgene %s: %s; attempt %d of %d, retrying in %.1f s",
-                call.describe(),
-                getattr(failure, "detail", failure),
-                state.attempt_number,
-                policy.max_attempts,
-                state.upcoming_sleep,
-            )
-
-        retrying = tenacity.Retrying(sleep=self.sleep, before_sleep=before_sleep, **policy.tenacity_kwargs())  # type: ignore[arg-type]
+        before_sleep = log_before_sleep(call.describe(), policy.max_attempts, log)
+        retrying = tenacity.Retrying(
+            sleep=self.sleep,
+            before_sleep=before_sleep,
+            **policy.tenacity_kwargs(),  # type: ignore[arg-type]
+        )
         try:
             return retrying(attempt)
         except TransientFailure as failure:
@@ -146,27 +140,15 @@ class EmedgeneClient:
             )
         except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL) as exc:
             # Refused while preparing, before anything was sent: not retried, never ambiguous.
-            raise EmedgeneConfigError(
-                f"Emedgene {call.describe()}: the request to {call.method} {call.path} could not be "
-                f"built: {self.scrub(str(exc))[:200]}",
-                operation=call.operation,
-                case_name=call.case_name,
-            ) from None
+            raise not_built(call, self.scrub(str(exc))) from None
         except requests.exceptions.SSLError as exc:
-            raise EmedgeneConfigError(
-                f"Emedgene {call.describe()}: TLS verification failed for {self.config.base_url}: "
-                f"{self.scrub(str(exc))[:300]}. For a lab proxy or the simulator's certificate set the "
-                "connection extra 'verify' to the CA bundle's path.",
-                operation=call.operation,
-                case_name=call.case_name,
-            ) from None
+            raise tls_failed(call, self.config.base_url, self.scrub(str(exc))) from None
         except requests.RequestException as exc:
-            kind = type(exc).__name__
             timed_out = f" (timeout {self.config.timeout:g} s)" if isinstance(exc, requests.Timeout) else ""
-            detail = f"{kind}{timed_out} on {call.method} {call.path}: {self.scrub(str(exc))[:200]}"
-            if call.idempotent or _never_sent(exc):
-                raise TransientFailure(detail) from None
-            raise ambiguous_create(call, detail) from None
+            detail = (
+                f"{type(exc).__name__}{timed_out} on {call.method} {call.path}: {self.scrub(str(exc))[:200]}"
+            )
+            raise transport_failure(call, detail, never_sent=_never_sent(exc)) from None
 
     def _attempt(self, call: ApiCall, token: Token) -> Any:
         response = self._send(
