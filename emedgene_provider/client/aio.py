@@ -133,9 +133,7 @@ class AsyncEmedgeneClient:
     async def _login(self) -> Token:
         creds = self.config.credentials
         request = login_request(creds)
-        login_call = ApiCall(
-            "login", request.method, request.url.replace(creds.base_url, "", 1), safe_to_repeat=True
-        )
+        login_call = request.call(creds.base_url)
 
         async def attempt() -> Token:
             status, headers, body = await self._send(
@@ -146,7 +144,6 @@ class AsyncEmedgeneClient:
             )
 
         token = await self._with_retries(login_call, attempt)
-        self.scrub.add(token.access_token)
         log.info("Emedgene: logged in (%s)", creds.describe())
         return token
 

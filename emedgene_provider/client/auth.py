@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from emedgene_provider.client.endpoints import API_KEY_TOKEN_PATH, LOGIN_PATH
+from emedgene_provider.client.endpoints import API_KEY_TOKEN_PATH, LOGIN_PATH, ApiCall
 from emedgene_provider.client.errors import EmedgeneConfigError
 
 AuthType = Literal["password", "api_key"]
@@ -109,6 +109,12 @@ class LoginRequest:
     headers: dict[str, str] = field(repr=False)
     params: tuple[tuple[str, str], ...] = ()
     json: dict[str, str] | None = field(default=None, repr=False)
+
+    def call(self, base_url: str) -> ApiCall:
+        """The login as a call, for retries and messages. A login changes nothing on the server,
+        so it is safe to repeat after any failure."""
+        path = self.url[len(base_url) :] if self.url.startswith(base_url) else self.url
+        return ApiCall("login", self.method, path, safe_to_repeat=True)
 
 
 def login_request(creds: Credentials) -> LoginRequest:

@@ -81,6 +81,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _plain_http_refused(url: str, allow_http: bool) -> bool:
+    """Plain http is for loopback (the simulator) or an explicit ``allow_http``: the real service is
+    HTTPS only, and a password or key sent in clear text is lost."""
+    parts = urlsplit(url)
+    return parts.scheme == "http" and not allow_http and not _is_loopback(parts.hostname or "")
+
+
 def _bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -122,7 +129,7 @@ def normalise_base_url(host: str | None, *, allow_http: bool = False) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise EmedgeneConfigError(f"Emedgene connection host {host!r} is not an http(s) URL or host name.")
-    if parts.scheme == "http" and not allow_http and not _is_loopback(parts.hostname):
+    if _plain_http_refused(text, allow_http):
         raise EmedgeneConfigError(
             f"Emedgene connection host {host!r} uses plain http to a non-loopback host; use https, "
             "or set the extra 'allow_http': true if you really mean it."
@@ -208,11 +215,7 @@ def config_from_connection(
     token_url = extras.get("token_url") or (derive_token_url(base_url) if resolved == "api_key" else None)
     if token_url:
         token_url = str(token_url)
-        if (
-            urlsplit(token_url).scheme == "http"
-            and not allow_http
-            and not _is_loopback(urlsplit(token_url).hostname or "")
-        ):
+        if _plain_http_refused(token_url, allow_http):
             raise EmedgeneConfigError(
                 f"Emedgene connection extra 'token_url' {token_url!r} uses plain http to a non-loopback "
                 "host; use https, or set 'allow_http': true."

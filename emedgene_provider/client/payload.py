@@ -8,6 +8,7 @@ in one round; the simulator answers invalid cases with the first of them, as the
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from typing import Any
 
 CASE_TYPES = ("Exome", "Whole Genome", "Custom Panel", "Array")
@@ -186,3 +187,20 @@ def idempotency_key_of(case_json: Any) -> str | None:
         if isinstance(extra, dict) and isinstance(extra.get(IDEMPOTENCY_FIELD), str):
             return str(extra[IDEMPOTENCY_FIELD])
     return None
+
+
+#: Allowance, in seconds, for the server's clock running behind ours when filtering by ``created``.
+CLOCK_SKEW = 600.0
+
+
+def parse_created(value: Any) -> float | None:
+    """Epoch seconds of a list entry's ``created`` (ISO 8601 [assumed]); None when absent or odd."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()

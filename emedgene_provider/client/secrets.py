@@ -25,7 +25,7 @@ class Scrubber:
     """
 
     def __init__(self, secrets: Iterable[str] = (), on_secret: Callable[[str], None] | None = None) -> None:
-        self._forms: set[str] = set()
+        self._forms: list[str] = []  # longest first, so a secret containing another goes whole
         self._seen: set[str] = set()
         self._on_secret = on_secret
         for secret in secrets:
@@ -36,13 +36,11 @@ class Scrubber:
         if not secret or secret in self._seen:
             return
         self._seen.add(secret)
-        self._forms |= _forms(secret)
+        self._forms = sorted(set(self._forms) | _forms(secret), key=len, reverse=True)
         if announce and self._on_secret:
             self._on_secret(secret)
 
     def __call__(self, text: str) -> str:
-        # Longest first, so a secret that contains another is replaced whole.
-        for form in sorted(self._forms, key=len, reverse=True):
-            if form:
-                text = text.replace(form, MASK)
+        for form in self._forms:
+            text = text.replace(form, MASK)
         return text

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import requests
@@ -25,7 +24,12 @@ from emedgene_provider.client.errors import (
     EmedgeneNotFoundError,
     EmedgeneUnexpectedResponseError,
 )
-from emedgene_provider.client.payload import idempotency_key_of, with_idempotency_key
+from emedgene_provider.client.payload import (
+    CLOCK_SKEW,
+    idempotency_key_of,
+    parse_created,
+    with_idempotency_key,
+)
 from emedgene_provider.client.responses import (
     AuthRejected,
     field_of,
@@ -41,23 +45,6 @@ from emedgene_provider.client.retry import TransientFailure, log_before_sleep
 from emedgene_provider.client.secrets import Scrubber
 
 log = logging.getLogger(__name__)
-
-#: Allowance, in seconds, for the server's clock running behind ours when filtering by ``created``.
-CLOCK_SKEW = 600.0
-
-
-def parse_created(value: Any) -> float | None:
-    """Epoch seconds of a list entry's ``created`` (ISO 8601 [assumed]); None when absent or odd."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.timestamp()
-
 
 T = TypeVar("T")
 _CONNECT_FAILURES = ("NewConnectionError", "ConnectTimeoutError", "NameResolutionError")
@@ -165,10 +152,7 @@ class EmedgeneClient:
     def _login(self) -> Token:
         creds = self.config.credentials
         request = login_request(creds)
-        # A login changes nothing on the server: safe to repeat after any failure.
-        login_call = ApiCall(
-            "login", request.method, request.url.replace(creds.base_url, "", 1), safe_to_repeat=True
-        )
+        login_call = request.call(creds.base_url)
 
         def attempt() -> Token:
             response = self._send(
@@ -184,7 +168,6 @@ class EmedgeneClient:
             )
 
         token = self._with_retries(login_call, attempt)
-        self.scrub.add(token.access_token)
         log.info(
             "Emedgene: logged in (%s); token valid for %.0f s",
             creds.describe(),

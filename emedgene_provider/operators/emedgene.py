@@ -20,8 +20,7 @@ from airflow.providers.common.compat.sdk import (
 
 from emedgene_provider.client import status as lifecycle
 from emedgene_provider.client.errors import EmedgeneNotFoundError
-from emedgene_provider.client.payload import case_problems
-from emedgene_provider.client.sync import CLOCK_SKEW
+from emedgene_provider.client.payload import CLOCK_SKEW, case_problems
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.links.emedgene import XCOM_CASE_URL, EmedgeneCaseLink
 from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger
@@ -350,9 +349,10 @@ class _EmedgeneResultOperator(_EmedgeneCaseOperator):
                 out.write(text)
             self.log.info("Wrote %d %s of case %s to %s", len(records), self.what, self.case_name, path)
             return {"path": str(path), "count": len(records)}
-        if len(text.encode()) > self.max_xcom_bytes:
+        size = len(text.encode())
+        if size > self.max_xcom_bytes:
             raise AirflowFailException(
-                f"Emedgene case {self.case_name}: {len(records)} {self.what} ({len(text.encode())} bytes of "
+                f"Emedgene case {self.case_name}: {len(records)} {self.what} ({size} bytes of "
                 f"JSON) are more than max_xcom_bytes={self.max_xcom_bytes} allows in XCom; set output_path "
                 "(file://, s3://, gs://, ...) to write them to storage instead."
             )
