@@ -11,17 +11,23 @@ from pathlib import Path
 import pytest
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+EXAMPLE_DAGS = Path(__file__).resolve().parent.parent / "dags_examples"
 
 
 def airflow_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of an Airflow process of this venv on ``home``: no inherited ``AIRFLOW*``
+    setting, the example DAGs, SQLite under ``home``, and this venv's ``airflow`` first on PATH
+    (executors start ``airflow ...`` by name). ``extra`` adds or overrides variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update(
+        PATH=f"{Path(AIRFLOW).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(EXAMPLE_DAGS),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__UNIT_TEST_MODE="False",
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-        **extra,
     )
+    env.update(extra)
     return env
 
 

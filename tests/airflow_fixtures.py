@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -23,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow_cli import AIRFLOW, airflow_env
 
 from emedgene_provider.testing import EmedgeneSimulator
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DAGS = REPO / "dags_examples"
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 CASE_NAME_PATTERN = r"EMG\d{9}"
 
 # -- unit level ---------------------------------------------------------------------------------
@@ -155,15 +154,7 @@ class AirflowHome:
 
 
 def base_env(home: Path, dags_folder: Path = EXAMPLE_DAGS) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__UNIT_TEST_MODE="False",
-        AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder),
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-    )
-    return env
+    return airflow_env(home, AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder))
 
 
 @pytest.fixture(scope="session")

@@ -14,28 +14,19 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from airflow_cli import AIRFLOW, airflow_env
 
 from emedgene_provider.testing import EmedgeneSimulator
 
-ROOT = Path(__file__).resolve().parent.parent
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-
 
 def _env(home: Path, data: Path, conn: dict[str, object]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update(
-        PATH=f"{Path(AIRFLOW).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags_examples"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
+    return airflow_env(
+        home,
         # Airflow's default level. At DEBUG, Airflow 3.3's in-process supervisor of `dags test`
         # logs every MaskSecret message with its value (supervisor.py "Sending request"): an Airflow
         # leak that no provider can prevent, so this test does not claim DEBUG.
@@ -44,7 +35,6 @@ def _env(home: Path, data: Path, conn: dict[str, object]) -> dict[str, str]:
         EMEDGENE_DATA_DIR=str(data),
         EMEDGENE_POLL_INTERVAL="0.5",
     )
-    return env
 
 
 @pytest.mark.e2e

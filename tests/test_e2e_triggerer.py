@@ -17,18 +17,16 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import airflow
 import pytest
+from airflow_cli import AIRFLOW, airflow_env
 
 from emedgene_provider.testing import EmedgeneSimulator
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 AIRFLOW_3 = airflow.__version__.startswith("3.")
 DAG_ID = "emedgene_case_pipeline"
 
@@ -60,7 +58,7 @@ class Components:
     def start(self, *args: str) -> None:
         log = (self.home / f"{args[0]}.out").open("wb")
         proc = subprocess.Popen(
-            [str(BIN / "airflow"), *args],
+            [AIRFLOW, *args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -69,9 +67,7 @@ class Components:
         self.procs.append((args[0], proc))
 
     def cli(self, *args: str) -> str:
-        done = subprocess.run(
-            [str(BIN / "airflow"), *args], env=self.env, capture_output=True, text=True, timeout=300
-        )
+        done = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"airflow {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
@@ -105,16 +101,11 @@ def airflow_components(tmp_path: Path) -> Iterator[tuple[Components, EmedgeneSim
     marker.write_text("done\n")
     with EmedgeneSimulator(stage_seconds=4.0) as sim:
         port = _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-        env.update(
-            PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # executors run `airflow ...`
-            AIRFLOW_HOME=str(home),
-            AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags_examples"),
-            AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        env = airflow_env(
+            home,
             AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="True",
             AIRFLOW__CORE__PARALLELISM="2",
             AIRFLOW__CORE__EXECUTOR="LocalExecutor" if AIRFLOW_3 else "SequentialExecutor",
-            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
             AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="1",
             AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL="5",
             AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
