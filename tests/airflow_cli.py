@@ -1,14 +1,13 @@
-"""A real Airflow CLI on a throwaway AIRFLOW_HOME with a migrated SQLite metadata DB."""
+"""How the tests start Airflow processes: this venv's ``airflow`` and the one environment they get.
+
+The fixtures built on it (``airflow_home``, ``airflow_cli``) live in ``conftest.py``.
+"""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
-
-import pytest
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 EXAMPLE_DAGS = Path(__file__).resolve().parent.parent / "dags_examples"
@@ -29,17 +28,3 @@ def airflow_env(home: Path, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
-
-
-@pytest.fixture(scope="session")
-def airflow_cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., str]]:
-    home = tmp_path_factory.mktemp("airflow_home")
-    env = airflow_env(home)
-    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True, timeout=600)
-
-    def run(*args: str) -> str:
-        done = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, f"airflow {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-        return done.stdout
-
-    yield run

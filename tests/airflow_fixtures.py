@@ -1,33 +1,35 @@
-"""Fixtures and helpers shared by the operator, sensor, trigger and example-DAG tests.
+"""Helpers shared by the operator, sensor, trigger and example-DAG tests (the fixtures built on them
+live in ``conftest.py``). Import what you use explicitly: ``from airflow_fixtures import ...``.
 
-Import what you use explicitly (``from airflow_fixtures import ...``): this is not a conftest.
-
-- Unit level: :class:`FakeTI` records ``xcom_push`` calls; :func:`sim_conn` points
-  ``emedgene_default`` at the per-test simulator through ``AIRFLOW_CONN_EMEDGENE_DEFAULT``;
-  :func:`valid_case` is a small case the simulator accepts.
-- Real Airflow (``e2e``): :func:`airflow_home` migrates an SQLite metadata DB in a temp
-  AIRFLOW_HOME once per session, for the venv running pytest; :func:`airflow_run` runs the
-  ``airflow`` CLI and :func:`python_run` a Python snippet in that environment, in subprocesses,
-  so that no Airflow configuration is read by the pytest process itself.
+- Unit level: :class:`FakeTI` records ``xcom_push`` calls; :func:`make_context` wraps one in a
+  task context; :func:`valid_case` is a small case the simulator accepts; :func:`connect` points
+  ``emedgene_default`` at a simulator; :class:`FakeClock` is virtual time for waits.
+- Real Airflow (``e2e``): :class:`AirflowHome` (the ``airflow_home`` fixture's value);
+  :func:`airflow_run` runs the ``airflow`` CLI and :func:`python_run` a Python snippet in that
+  environment, in subprocesses, so that no Airflow configuration is read by the pytest process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import subprocess
 import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
-from airflow_cli import AIRFLOW, airflow_env
+from airflow_cli import AIRFLOW, EXAMPLE_DAGS
 
 from emedgene_provider.testing import EmedgeneSimulator
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLE_DAGS = REPO / "dags_examples"
+__all__ = ["EXAMPLE_DAGS"]  # re-exported: the tests import it from here
 CASE_NAME_PATTERN = r"EMG\d{9}"
 
 # -- unit level ---------------------------------------------------------------------------------
@@ -123,13 +125,6 @@ def connect(
     monkeypatch.setenv("AIRFLOW_CONN_EMEDGENE_DEFAULT", json.dumps(conn or sim.connection_json()))
 
 
-@pytest.fixture
-def sim_conn(emedgene_simulator: EmedgeneSimulator, monkeypatch: pytest.MonkeyPatch) -> EmedgeneSimulator:
-    """The per-test simulator, with ``emedgene_default`` pointing at it."""
-    connect(monkeypatch, emedgene_simulator)
-    return emedgene_simulator
-
-
 def status_gets(sim: EmedgeneSimulator) -> int:
     """How many ``GET /api/test/{name}`` (status or case) requests the simulator answered."""
     return int(sim.counters()["requests"].get("GET /api/test/{name}", 0))
@@ -137,6 +132,77 @@ def status_gets(sim: EmedgeneSimulator) -> int:
 
 def creates(sim: EmedgeneSimulator) -> int:
     return int(sim.counters()["requests"].get("POST /api/cases/v2/cases", 0))
+
+
+# -- virtual time -------------------------------------------------------------------------------
+
+_REAL_ASYNC_SLEEP = asyncio.sleep
+
+
+class _PassThrough:
+    """A stand-in for a module: the given attributes, and the real module's for everything else."""
+
+    def __init__(self, real: ModuleType, **overrides: Any) -> None:
+        self._real = real
+        self.__dict__.update(overrides)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class FakeClock:
+    """Virtual time for the waits under test: it moves only when the code under test sleeps.
+
+    :meth:`install` replaces a module's ``time`` (``time()``, ``monotonic()``, ``sleep()``) and
+    ``asyncio`` (``sleep()``) names with views of this clock; everything else passes through to the
+    real modules, and monkeypatch puts the originals back after the test. A wait then costs no real
+    time and makes exactly as many polls as its arithmetic says, however loaded the machine is.
+    :meth:`on_sleep` runs an action as the n-th sleep starts, so a test changes a case between two
+    given polls instead of racing a timer. Intervals and deadlines in multiples of 1/8 s keep the
+    arithmetic exact in binary floating point, so counts can be asserted exactly.
+    """
+
+    START = 1_000_000.0
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = self.START
+        #: every sleep asked for, in order
+        self.sleeps: list[float] = []
+        self._monkeypatch = monkeypatch
+        self._actions: defaultdict[int, list[Callable[[], object]]] = defaultdict(list)
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += max(0.0, seconds)
+        for action in self._actions.pop(len(self.sleeps), []):
+            action()
+
+    async def async_sleep(self, seconds: float, result: Any = None) -> Any:
+        self.sleep(seconds)
+        await _REAL_ASYNC_SLEEP(0)  # still yield to the event loop, as a real sleep does
+        return result
+
+    def on_sleep(self, number: int, action: Callable[[], object]) -> None:
+        """Run ``action`` when the ``number``-th sleep (1-based) starts, after the clock moved."""
+        self._actions[number].append(action)
+
+    def install(self, module: ModuleType) -> None:
+        """Make ``module`` (which did ``import time`` and/or ``import asyncio``) wait on this clock."""
+        installed = []
+        if getattr(module, "time", None) is time:
+            view = _PassThrough(time, time=self.time, monotonic=self.monotonic, sleep=self.sleep)
+            self._monkeypatch.setattr(module, "time", view)
+            installed.append("time")
+        if getattr(module, "asyncio", None) is asyncio:
+            self._monkeypatch.setattr(module, "asyncio", _PassThrough(asyncio, sleep=self.async_sleep))
+            installed.append("asyncio")
+        assert installed, f"{module.__name__} waits neither through `time` nor through `asyncio`"
 
 
 # -- real Airflow, in subprocesses --------------------------------------------------------------
@@ -151,22 +217,6 @@ class AirflowHome:
         env = dict(self.env)
         env.update(extra)
         return env
-
-
-def base_env(home: Path, dags_folder: Path = EXAMPLE_DAGS) -> dict[str, str]:
-    return airflow_env(home, AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder))
-
-
-@pytest.fixture(scope="session")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> AirflowHome:
-    """A throwaway AIRFLOW_HOME with a migrated SQLite DB, for this venv's Airflow."""
-    home = tmp_path_factory.mktemp("airflow_home")
-    env = base_env(home)
-    done = subprocess.run(
-        [AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode == 0, f"airflow db migrate failed:\n{done.stdout}\n{done.stderr}"
-    return AirflowHome(home=home, env=env)
 
 
 def airflow_run(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:

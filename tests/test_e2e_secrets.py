@@ -4,7 +4,8 @@ Task logs of `airflow dags test` go to its output, which is scanned; the real sc
 triggerer run of tests/test_e2e_triggerer.py scans the log files workers write. The pipeline runs
 with password auth, the batch with an API key, and a third run with a wrong
 password fails on purpose (an exception path). Short token lifetimes make the simulator issue
-several tokens per run. Afterwards task logs, the metadata DB (XComs, rendered template fields,
+several tokens per run: a case is delivered only after its token has expired, so every
+successful run renews at least once. Afterwards task logs, the metadata DB (XComs, rendered template fields,
 serialized triggers, task states), every other file under AIRFLOW_HOME and the runs' own output
 are searched for the password, the wrong password, the API key (raw and as its Basic header) and
 every token the simulator issued: zero occurrences.
@@ -47,7 +48,15 @@ def test_no_secret_in_logs_db_xcoms_rendered_fields_or_errors(tmp_path: Path) ->
     marker.parent.mkdir(parents=True)
     marker.write_text("done\n")
     outputs: list[str] = []
-    with EmedgeneSimulator(password=password, api_key=api_key, stage_seconds=0.5, token_ttl=1.5) as sim:
+    # Delivered two stages (2.0 s) after creation, and a run logs in before it creates: whatever
+    # reads a delivered case (the wait's last poll, the export) does so with a token older than
+    # its 1.5 s lifetime, or with a newer one issued meanwhile. Either way each successful run
+    # gets >= 2 tokens, however the polls fall and however slow the machine is.
+    token_ttl, stage_seconds = 1.5, 1.0
+    assert 2 * stage_seconds > token_ttl
+    with EmedgeneSimulator(
+        password=password, api_key=api_key, stage_seconds=stage_seconds, token_ttl=token_ttl
+    ) as sim:
         runs = [
             ("emedgene_case_pipeline", sim.connection_json(), 0),
             ("emedgene_clinical_batch", sim.connection_json(auth_type="api_key"), 0),
@@ -70,7 +79,7 @@ def test_no_secret_in_logs_db_xcoms_rendered_fields_or_errors(tmp_path: Path) ->
         tokens = sim.issued_tokens()
         logins = sim.counters()["logins"]
 
-    assert len(tokens) >= 3, "short lifetimes should have made the runs renew their tokens"
+    assert len(tokens) >= 4, f"each successful run should have renewed its token: {len(tokens)} tokens"
     assert logins == len(tokens)
     assert "Invalid username or password" in outputs[2]  # the failure was reported, in the server's words
     basic = base64.b64encode(f"emedgene:{api_key}".encode()).decode()
