@@ -13,6 +13,7 @@ import binascii
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
@@ -28,8 +29,8 @@ from emedgene_provider.client.endpoints import (
     STORAGE_PATH,
 )
 from emedgene_provider.client.payload import case_problems
-from emedgene_provider.testing.config import SimulatorConfig
-from emedgene_provider.testing.faults import Fault, FaultPlan, drop_connection, fault_response
+from emedgene_provider.testing.config import SimulatorConfig, check_list_options
+from emedgene_provider.testing.faults import Fault, FaultPlan, drip, drop_connection, fault_response, huge
 from emedgene_provider.testing.state import SimCase, SimState
 from emedgene_provider.testing.variants import candidates_for, genes_for, variants_for
 
@@ -70,13 +71,23 @@ class Simulation:
                 token_ttl=config.token_ttl,
                 token_style=config.token_style,
                 outcome=config.outcome,
+                custom_statuses=config.custom_statuses,
                 seed=config.seed,
+                list_lag=config.list_lag,
+                list_lag_max=config.list_lag_max,
+                endless_list=config.endless_list,
             ),
         )
 
     def reset(self) -> None:
         self.state.reset()
         self.faults.clear()
+        self.set_list(self.config.list_lag, self.config.list_lag_max, self.config.endless_list)
+
+    def set_list(self, lag: float, lag_max: float | None, endless: bool) -> None:
+        """The case list's behaviour: lag of new cases, and whether it ever ends."""
+        check_list_options(lag, lag_max)
+        self.state.list_lag, self.state.list_lag_max, self.state.endless_list = lag, lag_max, endless
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -107,6 +118,17 @@ def _summary(sim: Simulation, case: SimCase) -> dict[str, Any]:
         "created": case.created_iso,
         "type": case.test_data.get("type"),
     }
+
+
+def _endless_page(offset: int, size: int) -> dict[str, Any]:
+    """A page of a list that never ends: invented entries (no such cases: reading one is a 404),
+    dated now, and a ``total`` always a page ahead."""
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    hits = [
+        {"name": f"EMG9{(offset + i) % 10**8:08d}", "status": st.IN_PROGRESS, "created": now, "type": "Exome"}
+        for i in range(size)
+    ]
+    return {"hits": hits, "total": offset + 2 * size}
 
 
 def _participants(patients: Any) -> list[dict[str, Any]]:
@@ -171,10 +193,19 @@ def build_app(sim: Simulation) -> web.Application:
                     await asyncio.sleep(fault.delay)
                 elif fault.answers_instead:
                     return fault_response(fault)
+                elif fault.kind == "gateway_then_apply":
+                    await _apply_later(request, fault.delay)
+                    return fault_response(fault)
             response = await _process(request, handler)
+            if fault is not None and fault.kind == "slow_create":
+                await asyncio.sleep(fault.delay)  # applied already; the answer comes late
             if fault is not None and fault.kind in ("lost_create", "lost_answer"):
                 drop_connection(request)  # the work is done; only the answer is lost
                 return _Dropped()
+            if fault is not None and fault.kind == "drip":  # the work is done; the answer crawls
+                return await drip(request, response, fault) or _Dropped()
+            if fault is not None and fault.kind == "huge":  # the work is done; the answer is endless
+                return await huge(request, response, fault)
             return response
         finally:
             state.in_flight -= 1
@@ -198,6 +229,18 @@ def build_app(sim: Simulation) -> web.Application:
             if exc.status >= 400:
                 return _error(exc.status, f"{exc.reason}: {request.method} {request.path}")
             raise
+
+    async def _apply_later(request: web.Request, delay: float) -> None:
+        """A gateway gave up on the create, but the backend applies it ``delay`` seconds later
+        (if it would have been accepted: authenticated, a valid case, not a dry run)."""
+        if _check_auth(request) is not None or request.query.get("dry_run", "").lower() in ("true", "1"):
+            return
+        try:
+            body = await _json_body(request)
+        except ValueError:
+            return
+        if not case_problems(body):
+            asyncio.get_running_loop().call_later(delay, state.create_case, body)
 
     def _check_auth(request: web.Request) -> web.Response | None:
         token = _bearer(request)
@@ -276,8 +319,11 @@ def build_app(sim: Simulation) -> web.Application:
             size = _int_param(request, "size", 10)
         except ValueError as exc:
             return _error(400, str(exc))
-        cases = list(state.cases.values())
-        page = cases[offset : offset + min(size, config.page_size_cap)]
+        size = min(size, config.page_size_cap)
+        if state.endless_list:
+            return web.json_response(_endless_page(offset, size))
+        cases = state.listed()
+        page = cases[offset : offset + size]
         return web.json_response({"hits": [_summary(sim, c) for c in page], "total": len(cases)})
 
     async def create_case(request: web.Request) -> web.Response:
@@ -302,6 +348,7 @@ def build_app(sim: Simulation) -> web.Application:
         case = _find(request)
         if isinstance(case, web.Response):
             return case
+        state.note_read(case)
         full = _full_case(sim, case)
         fields = request.query.getall("test_fields", [])
         if fields:
@@ -309,8 +356,8 @@ def build_app(sim: Simulation) -> web.Application:
         return web.json_response(full)
 
     def _delivered(case: SimCase) -> web.Response | None:
-        status = state.status_of(case)
-        if st.rank(status) < st.rank(st.DELIVERED):
+        if not state.is_delivered(case):
+            status = state.status_of(case)
             return _error(400, f"Case {case.name} is not delivered yet (status: {status})")
         return None
 
@@ -348,7 +395,7 @@ def build_app(sim: Simulation) -> web.Application:
         except ValueError as exc:
             return _error(400, str(exc))
         status = body.get("status") if isinstance(body, dict) else None
-        if not isinstance(status, str) or not status.strip():
+        if not isinstance(status, str):  # blank is allowed: a server answering a blank status
             return _error(400, 'expected {"status": "<status>"}')
         if name not in state.cases:
             return _error(404, f"Case {name} not found")
@@ -362,6 +409,23 @@ def build_app(sim: Simulation) -> web.Application:
             return _error(400, str(exc))
         sim.faults.add(fault)
         return web.json_response({"queued": fault.kind, "times": fault.times}, status=201)
+
+    async def admin_list(request: web.Request) -> web.Response:
+        try:
+            body = await _json_body(request)
+            if not isinstance(body, dict):
+                raise ValueError('expected {"lag": 2, "lag_max": null, "endless": false}')
+            lag_max = body.get("lag_max", state.list_lag_max)
+            sim.set_list(
+                float(body.get("lag", state.list_lag)),
+                None if lag_max is None else float(lag_max),
+                bool(body.get("endless", state.endless_list)),
+            )
+        except (TypeError, ValueError) as exc:
+            return _error(400, str(exc))
+        return web.json_response(
+            {"lag": state.list_lag, "lag_max": state.list_lag_max, "endless": state.endless_list}
+        )
 
     async def admin_fault_rate(request: web.Request) -> web.Response:
         try:
@@ -398,6 +462,7 @@ def build_app(sim: Simulation) -> web.Application:
     app.router.add_post(ADMIN_PREFIX + "cases/{name}/status", admin_status)
     app.router.add_post(ADMIN_PREFIX + "faults", admin_fault)
     app.router.add_post(ADMIN_PREFIX + "fault-rate", admin_fault_rate)
+    app.router.add_post(ADMIN_PREFIX + "list", admin_list)
     app.router.add_post(ADMIN_PREFIX + "tokens/revoke", _admin_action(state.revoke_tokens, "Tokens revoked"))
     app.router.add_post(ADMIN_PREFIX + "tokens/expire", _admin_action(state.expire_tokens, "Tokens expired"))
     app.router.add_post(ADMIN_PREFIX + "reset", _admin_action(sim.reset, "Simulator reset"))

@@ -32,6 +32,12 @@ class SimulatorConfig:
     :param seed: makes case names reproducible.
     :param outcome: the default final status of new cases (Delivered, Finalized, Issue reported...).
     :param export_key: the list key of the export answer, ``hits`` (documented) or ``variants``.
+    :param list_lag: seconds a new case stays out of ``GET /api/test`` (a search index's lag);
+        ``GET /api/test/{name}`` finds it at once.
+    :param list_lag_max: draw each case's lag between ``list_lag`` and this.
+    :param endless_list: ``GET /api/test`` never runs out of pages.
+    :param custom_statuses: the lab's custom statuses (between Delivered and Finalized): an
+        ``outcome`` among them is reached through Delivered, and they count as delivered.
     """
 
     host: str = "127.0.0.1"
@@ -49,8 +55,17 @@ class SimulatorConfig:
     seed: int | None = None
     outcome: str = st.DELIVERED
     export_key: str = "hits"
+    custom_statuses: tuple[str, ...] = ()
+    list_lag: float = 0.0
+    list_lag_max: float | None = None
+    endless_list: bool = False
 
     def __post_init__(self) -> None:
+        check_list_options(self.list_lag, self.list_lag_max)
+        object.__setattr__(self, "custom_statuses", tuple(self.custom_statuses))
+        for custom in self.custom_statuses:
+            if not isinstance(custom, str) or not custom.strip() or st.is_lifecycle_status(custom):
+                raise ValueError(f"custom status {custom!r} must be a new, non-blank status name")
         if self.token_style not in TOKEN_STYLES:
             raise ValueError(
                 f"token_style must be one of {', '.join(TOKEN_STYLES)}, not {self.token_style!r}"
@@ -71,3 +86,9 @@ class SimulatorConfig:
     @property
     def uses_tls(self) -> bool:
         return self.tls or bool(self.cert)
+
+
+def check_list_options(lag: float, lag_max: float | None) -> None:
+    """ValueError unless the list lag options make sense (shared by the options and the admin call)."""
+    if not 0 <= lag < float("inf") or (lag_max is not None and not lag <= lag_max < float("inf")):
+        raise ValueError("list_lag must be >= 0 and finite, and list_lag_max (if set) at least list_lag")

@@ -8,11 +8,12 @@ server *did* the work but the client never hears so, which is how duplicate case
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +33,26 @@ FAULT_KINDS: dict[str, str] = {
     "slow": "answer normally after `delay` seconds",
     "lost_create": "POST create is applied, then the connection is dropped unanswered",
     "lost_answer": "any request is processed, then the connection is dropped unanswered",
+    "gateway_then_apply": "POST create answers 504 HTML at once; the case is created `delay` seconds later",
+    "slow_create": "POST create is applied at once, answered only after `delay` seconds",
+    "redirect": "answers `status` (default 302) with `Location: <location>`; the request is not processed",
+    "drip": "processed, then answered one byte every `interval` seconds (`phase`: headers or body), "
+    "the body padded with spaces to `size` bytes",
+    "huge": "processed, then answered with its status and a JSON body padded to `size` bytes, streamed",
 }
+#: Statuses a ``redirect`` fault may answer.
+REDIRECT_STATUSES = frozenset({300, 301, 302, 303, 305, 307, 308})
+#: Where a ``redirect`` fault points by default: an address nothing listens on.
+DEFAULT_REDIRECT_LOCATION = "https://redirect-target.invalid/api/elsewhere?token=not-for-you"
+#: The default size of a ``huge`` answer: above the client's default cap (256 MB).
+DEFAULT_HUGE_SIZE = 300 * 1024 * 1024
+DRIP_PHASES = ("headers", "body")
+#: Seconds (low, high) a randomly picked ``gateway_then_apply`` or ``slow_create`` waits.
+RATE_CREATE_DELAY = (0.5, 5.0)
+#: Kinds that only a create can meet; pinned to ``POST /api/cases/v2/cases`` when queued.
+CREATE_ONLY_KINDS = frozenset({"lost_create", "gateway_then_apply", "slow_create"})
 #: Kinds that act before the request is handled, answering in its place.
-_ANSWERING = frozenset({"429", "429_no_retry_after", "500_html", "502_html", "503", "504_html"})
+_ANSWERING = frozenset({"429", "429_no_retry_after", "500_html", "502_html", "503", "504_html", "redirect"})
 #: Kinds a fault rate picks from by default: failures that happen before the server acts, so a
 #: client with sensible retries always recovers and a create is never ambiguous.
 DEFAULT_RATE_KINDS: tuple[str, ...] = ("429", "502_html", "503", "504_html")
@@ -52,6 +70,14 @@ class Fault:
     :param path: only requests whose path starts with this (any non-admin path when None).
     :param delay: seconds to wait, for ``slow``.
     :param retry_after: the ``Retry-After`` value, for ``429``.
+    :param status: the redirect status, for ``redirect``.
+    :param location: the ``Location`` header, for ``redirect``.
+    :param interval: seconds between two bytes, for ``drip``.
+    :param phase: ``headers`` (status line and headers dripped, then the body) or ``body`` (headers
+        at once, the body dripped), for ``drip``.
+    :param size: bytes of the body, for ``huge``, and for ``drip`` (padded with spaces, which JSON
+        allows: by default a drip never ends in any test's lifetime).
+    :param chunked: send ``huge`` chunked, without a ``Content-Length``.
     """
 
     kind: str
@@ -60,13 +86,25 @@ class Fault:
     path: str | None = None
     delay: float = 1.0
     retry_after: float = 1.0
+    status: int = 302
+    location: str = DEFAULT_REDIRECT_LOCATION
+    interval: float = 1.0
+    phase: str = "body"
+    size: int = DEFAULT_HUGE_SIZE
+    chunked: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; kinds: {', '.join(FAULT_KINDS)}")
         if self.times < 1:
             raise ValueError("times must be at least 1")
-        if self.kind == "lost_create":
+        if self.status not in REDIRECT_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(map(str, sorted(REDIRECT_STATUSES)))}")
+        if self.phase not in DRIP_PHASES:
+            raise ValueError(f"phase must be one of {', '.join(DRIP_PHASES)}")
+        if not self.interval > 0 or self.size < 0:
+            raise ValueError("interval must be above 0 and size at least 0")
+        if self.kind in CREATE_ONLY_KINDS:
             # Only a create can be "lost"; pin it there so it never fires on a poll by accident.
             self.method = "POST"
             self.path = self.path or CREATE_CASE_PATH
@@ -96,6 +134,12 @@ class Fault:
                 path=body.get("path") or None,
                 delay=float(body.get("delay", 1.0)),
                 retry_after=float(body.get("retry_after", 1.0)),
+                status=int(body.get("status", 302)),
+                location=str(body.get("location") or DEFAULT_REDIRECT_LOCATION),
+                interval=float(body.get("interval", 1.0)),
+                phase=str(body.get("phase", "body")),
+                size=int(body.get("size", DEFAULT_HUGE_SIZE)),
+                chunked=bool(body.get("chunked", False)),
             )
         except (TypeError, ValueError) as exc:
             raise ValueError(str(exc)) from None
@@ -138,8 +182,10 @@ class FaultPlan:
                 return Fault(**{**fault.__dict__, "times": 1})
         if self.rate and path.startswith("/api/") and self._rng.random() < self.rate:
             kind = self._rng.choice(self.rate_kinds)
-            if kind == "lost_create" and not (method == "POST" and path.startswith(CREATE_CASE_PATH)):
+            if kind in CREATE_ONLY_KINDS and not (method == "POST" and path.startswith(CREATE_CASE_PATH)):
                 return None
+            if kind in ("gateway_then_apply", "slow_create"):
+                return Fault(kind=kind, delay=self._rng.uniform(*RATE_CREATE_DELAY))
             return Fault(kind=kind)
         return None
 
@@ -168,6 +214,14 @@ def fault_response(fault: Fault) -> web.Response:
         return web.json_response({"message": "Too Many Requests"}, status=429)
     if fault.kind == "503":
         return web.json_response({"message": "Service Unavailable"}, status=503)
+    if fault.kind == "redirect":
+        return web.json_response(
+            {"message": f"Moved to {fault.location}"},
+            status=fault.status,
+            headers={"Location": fault.location},
+        )
+    if fault.kind == "gateway_then_apply":
+        return _html_page(504)
     return _html_page(int(fault.kind.split("_", 1)[0]))
 
 
@@ -185,3 +239,90 @@ def drop_connection(request: web.Request) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
+
+
+def _closed(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
+
+
+def _body_of(response: web.StreamResponse) -> bytes:
+    body = response.body if isinstance(response, web.Response) else None
+    return body if isinstance(body, bytes) else b""
+
+
+def _one_by_one(data: bytes, padding: int = 0) -> Iterator[bytes]:
+    """``data`` a byte at a time, then ``padding`` spaces, never all in memory."""
+    for index in range(len(data)):
+        yield data[index : index + 1]
+    for _ in range(padding):
+        yield b" "
+
+
+async def drip(request: web.Request, response: web.StreamResponse, fault: Fault) -> web.StreamResponse | None:
+    """Send ``response`` one byte every ``fault.interval`` seconds: from the status line on
+    (``phase="headers"``, written on the raw connection, which is closed after; None is returned)
+    or after headers sent at once (``phase="body"``). The body is padded with spaces to
+    ``fault.size`` bytes. Stops when the client goes away."""
+    body = _body_of(response)
+    padding = max(0, fault.size - len(body))
+    if fault.phase == "headers":
+        skip = {"content-length", "transfer-encoding", "connection"}
+        head = f"HTTP/1.1 {response.status} {response.reason}\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in response.headers.items() if name.lower() not in skip
+        )
+        head += f"Content-Length: {len(body) + padding}\r\nConnection: close\r\n\r\n"
+        for byte in _one_by_one(head.encode("latin-1") + body, padding):
+            if request.transport is None or request.transport.is_closing():
+                return None
+            request.transport.write(byte)
+            await asyncio.sleep(fault.interval)
+        if request.transport is not None:
+            request.transport.close()
+        return None
+    skip = {"content-length", "transfer-encoding"}
+    headers = {name: value for name, value in response.headers.items() if name.lower() not in skip}
+    stream = web.StreamResponse(status=response.status, reason=response.reason, headers=headers)
+    stream.content_length = len(body) + padding
+    await stream.prepare(request)
+    try:
+        for byte in _one_by_one(body, padding):
+            if _closed(request):
+                return stream
+            await stream.write(byte)
+            await asyncio.sleep(fault.interval)
+        await stream.write_eof()
+    except ConnectionError:
+        pass  # the client gave up, as it should
+    return stream
+
+
+async def huge(request: web.Request, response: web.StreamResponse, fault: Fault) -> web.StreamResponse:
+    """Answer with ``response``'s status and its JSON object padded (``"pad": "xxx..."``) to
+    ``fault.size`` bytes, streamed 64 KiB at a time so that the simulator itself stays small."""
+    real = _body_of(response).strip()
+    if real.startswith(b"{") and real.endswith(b"}") and real != b"{}":
+        head = real[:-1] + b', "pad": "'
+    else:
+        head = b'{"pad": "'
+    tail = b'"}'
+    padding = max(0, fault.size - len(head) - len(tail))
+    stream = web.StreamResponse(status=response.status, headers={"Content-Type": "application/json"})
+    if fault.chunked:
+        stream.enable_chunked_encoding()
+    else:
+        stream.content_length = len(head) + padding + len(tail)
+    await stream.prepare(request)
+    chunk = b"x" * 65536
+    try:
+        await stream.write(head)
+        while padding > 0:
+            if _closed(request):
+                return stream
+            piece = chunk[: min(padding, len(chunk))]
+            await stream.write(piece)
+            padding -= len(piece)
+        await stream.write(tail)
+        await stream.write_eof()
+    except ConnectionError:
+        pass  # the client stopped reading, as it should
+    return stream

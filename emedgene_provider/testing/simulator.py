@@ -149,6 +149,11 @@ class EmedgeneSimulator:
     :param seed: makes case names reproducible.
     :param outcome: default final status of new cases.
     :param export_key: list key of the export answer, ``hits`` or ``variants``.
+    :param list_lag: seconds a new case stays out of ``GET /api/test`` (a search index's lag).
+    :param list_lag_max: draw each new case's lag between ``list_lag`` and this.
+    :param endless_list: ``GET /api/test`` never runs out of pages.
+    :param custom_statuses: the lab's custom statuses; :meth:`connection_json` declares them in the
+        connection extra ``custom_statuses``, as a lab would.
     """
 
     def __init__(
@@ -169,12 +174,17 @@ class EmedgeneSimulator:
         seed: int | None = None,
         outcome: str = st.DELIVERED,
         export_key: str = "hits",
+        custom_statuses: Sequence[str] = (),
+        list_lag: float = 0.0,
+        list_lag_max: float | None = None,
+        endless_list: bool = False,
     ) -> None:
         self.config = SimulatorConfig(
             host=host, port=port, username=username, password=password, api_key=api_key,
             stage_seconds=stage_seconds, token_ttl=token_ttl, page_size_cap=page_size_cap,
             token_style=token_style, tls=tls, cert=cert, key=key, seed=seed, outcome=outcome,
-            export_key=export_key,
+            export_key=export_key, custom_statuses=tuple(custom_statuses),
+            list_lag=list_lag, list_lag_max=list_lag_max, endless_list=endless_list,
         )  # fmt: skip
         self._server = SimulatorServer(self.config)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -296,6 +306,8 @@ class EmedgeneSimulator:
             raise ValueError(f"auth_type must be 'password' or 'api_key', not {auth_type!r}")
         if self.ca_file:
             conn["extra"]["verify"] = self.ca_file
+        if self.config.custom_statuses:
+            conn["extra"]["custom_statuses"] = list(self.config.custom_statuses)
         return conn
 
     def connection_uri(self, auth_type: Literal["password", "api_key"] = "password") -> str:
@@ -331,7 +343,9 @@ class EmedgeneSimulator:
     ) -> None:
         """Queue a fault for the next ``times`` requests matching ``method``/``path`` (a prefix).
 
-        ``kw`` holds ``delay`` (seconds, for ``slow``) and ``retry_after`` (seconds, for ``429``).
+        ``kw`` holds ``delay`` (seconds, for ``slow``) and ``retry_after`` (seconds, for ``429``);
+        ``status`` and ``location`` (for ``redirect``); ``interval``, ``phase`` and ``size`` (for
+        ``drip``); ``size`` and ``chunked`` (for ``huge``). See ``docs/simulator.md``.
         """
         fault = Fault(kind=kind, times=times, method=method, path=path, **kw)
         self._call(lambda: self._server.simulation.faults.add(fault))
@@ -341,6 +355,22 @@ class EmedgeneSimulator:
     ) -> None:
         """Fail this fraction of ``/api/`` requests at random with one of ``kinds``; 0 turns it off."""
         self._call(lambda: self._server.simulation.faults.set_rate(rate, kinds, seed))
+
+    def set_list(
+        self, lag: float | None = None, lag_max: float | None = None, endless: bool | None = None
+    ) -> None:
+        """Change the case list: ``lag`` seconds before a new case is listed (``lag_max``: drawn up
+        to it), ``endless`` pages. Arguments left None keep their value; ``lag`` alone clears
+        ``lag_max``."""
+        state = self._server.simulation.state
+
+        def change() -> None:
+            new_lag = state.list_lag if lag is None else float(lag)
+            new_max = (None if lag is not None else state.list_lag_max) if lag_max is None else float(lag_max)
+            new_endless = state.endless_list if endless is None else bool(endless)
+            self._server.simulation.set_list(new_lag, new_max, new_endless)
+
+        self._call(change)
 
     def revoke_tokens(self) -> None:
         """Forget every token: the next authenticated call answers 401."""
@@ -392,6 +422,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="make case names reproducible")
     parser.add_argument("--outcome", default=defaults.outcome, help="final status of new cases")
     parser.add_argument("--export-key", choices=EXPORT_KEYS, default=defaults.export_key)
+    parser.add_argument(
+        "--list-lag", type=float, default=defaults.list_lag, help="seconds before a new case is listed"
+    )
+    parser.add_argument("--list-lag-max", type=float, help="draw each case's list lag up to this")
+    parser.add_argument("--endless-list", action="store_true", help="the case list never ends")
+    parser.add_argument(
+        "--custom-status",
+        action="append",
+        dest="custom_statuses",
+        metavar="STATUS",
+        help="a lab custom status, between Delivered and Finalized (repeatable)",
+    )
     return parser
 
 
@@ -419,9 +461,10 @@ async def serve(config: SimulatorConfig) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        config = SimulatorConfig(
-            **{**asdict(SimulatorConfig()), **{k: v for k, v in vars(args).items() if v is not None}}
-        )
+        options = {k: v for k, v in vars(args).items() if v is not None}
+        if "custom_statuses" in options:
+            options["custom_statuses"] = tuple(options["custom_statuses"])
+        config = SimulatorConfig(**{**asdict(SimulatorConfig()), **options})
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -35,6 +35,12 @@ class SimCase:
     created_iso: str  # wall clock, what the API shows
     outcome: str
     manual_status: str | None = None
+    #: Monotonic time from which ``GET /api/test`` lists it (the search index's lag).
+    listed_at: float = 0.0
+    #: ``extra_data.simulator_statuses``: answered one per read of the case instead of by time.
+    scripted: tuple[str, ...] = ()
+    #: ``GET /api/test/{name}`` reads so far: they move a scripted case on.
+    reads: int = 0
 
     @property
     def test_data(self) -> dict[str, Any]:
@@ -46,28 +52,32 @@ class SimCase:
         return self.body.get("should_upload") is True
 
 
-def lifecycle(should_upload: bool, outcome: str) -> list[str]:
+def lifecycle(should_upload: bool, outcome: str, custom: tuple[str, ...] = ()) -> list[str]:
     """The statuses a case passes through, one stage each; the last one is kept for ever.
 
-    ``outcome`` Delivered ends there; a failure (Issue reported, Trash bin) replaces Delivered, so
-    the case is never delivered; Finalized or a lab's custom status follows one stage of Delivered.
+    ``outcome`` Delivered ends there; Finalized or one of the ``custom`` statuses declared to the
+    simulator follows one stage of Delivered. Any other outcome - a failure (Issue reported, Trash
+    bin), Re-Analysis, or a status nobody declared ("Analysis failed") - takes Delivered's place,
+    so the case is never delivered.
     """
     stages = [st.PENDING_SEQUENCING] if should_upload else []
     stages += [st.UPLOADING, st.IN_PROGRESS]
-    if st.is_failure(outcome):
-        stages.append(outcome)
-    elif st.normalise(outcome) == st.normalise(st.DELIVERED):
+    if st.normalise(outcome) == st.normalise(st.DELIVERED):
         stages.append(st.DELIVERED)
-    else:
+    elif st.is_delivered(outcome, custom):
         stages += [st.DELIVERED, outcome]
+    else:
+        stages.append(outcome)
     return stages
 
 
-def status_at(case: SimCase, now: float, stage_seconds: float) -> str:
+def status_at(case: SimCase, now: float, stage_seconds: float, custom: tuple[str, ...] = ()) -> str:
     """A case's status at monotonic time ``now``: a status set by hand wins, else elapsed time."""
     if case.manual_status is not None:
         return case.manual_status
-    stages = lifecycle(case.should_upload, case.outcome)
+    if case.scripted:  # the n-th read answers the n-th status; calls in between see the last read's
+        return case.scripted[min(max(case.reads - 1, 0), len(case.scripted) - 1)]
+    stages = lifecycle(case.should_upload, case.outcome, custom)
     if stage_seconds <= 0:
         return stages[-1]
     index = int(max(now - case.created_at, 0.0) // stage_seconds)
@@ -95,6 +105,7 @@ class SimState:
     :param token_style: ``plain`` (opaque), ``expires_in`` (opaque plus ``expires_in``) or
         ``jwt`` (a JWT-shaped token with an ``exp`` claim).
     :param outcome: the default final status of new cases.
+    :param custom_statuses: the lab's custom statuses: delivered, and reached through Delivered.
     :param seed: makes case names reproducible.
     :param clock: monotonic clock, replaceable in unit tests.
     """
@@ -103,6 +114,7 @@ class SimState:
     token_ttl: float = 3600.0
     token_style: str = "plain"  # noqa: S105 - a style name, not a secret
     outcome: str = st.DELIVERED
+    custom_statuses: tuple[str, ...] = ()
     seed: int | None = None
     clock: Callable[[], float] = time.monotonic
     cases: dict[str, SimCase] = field(default_factory=dict)
@@ -116,7 +128,14 @@ class SimState:
     in_flight: int = 0
     in_flight_max: int = 0
     requests: Counter[str] = field(default_factory=Counter)
+    #: Seconds a new case stays out of ``GET /api/test`` (the search index's lag); with
+    #: ``list_lag_max``, each case's lag is drawn between the two.
+    list_lag: float = 0.0
+    list_lag_max: float | None = None
+    #: ``GET /api/test`` never runs out of pages (invented entries, a ``total`` always ahead).
+    endless_list: bool = False
     _next_number: int = 0
+    _lag_rng: random.Random = field(default_factory=random.Random)
 
     def __post_init__(self) -> None:
         if self.token_style not in TOKEN_STYLES:
@@ -148,19 +167,43 @@ class SimState:
         self._next_number += 1
         extra = body.get("test_data", {}).get("extra_data") or {}
         outcome = extra.get("simulator_outcome") if isinstance(extra, dict) else None
+        scripted = extra.get("simulator_statuses") if isinstance(extra, dict) else None
+        now = self.clock()
         case = SimCase(
             name=name,
             body=body,
-            created_at=self.clock(),
+            created_at=now,
+            listed_at=now + self.lag(),
             created_iso=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
             outcome=str(outcome) if isinstance(outcome, str) and outcome.strip() else self.outcome,
+            scripted=tuple(str(s) for s in scripted) if isinstance(scripted, list) else (),
         )
         self.cases[name] = case
         self.cases_created += 1
         return case
 
+    def lag(self) -> float:
+        """This case's list lag: ``list_lag``, or drawn up to ``list_lag_max`` when that is set."""
+        if self.list_lag_max is not None and self.list_lag_max > self.list_lag:
+            return self._lag_rng.uniform(self.list_lag, self.list_lag_max)
+        return self.list_lag
+
+    def listed(self) -> list[SimCase]:
+        """The cases ``GET /api/test`` shows now, in creation order: those past their list lag."""
+        now = self.clock()
+        return [case for case in self.cases.values() if case.listed_at <= now]
+
     def status_of(self, case: SimCase) -> str:
-        return status_at(case, self.clock(), self.stage_seconds)
+        return status_at(case, self.clock(), self.stage_seconds, self.custom_statuses)
+
+    def is_delivered(self, case: SimCase) -> bool:
+        """Whether results can be read: Delivered, Finalized or a declared custom status; never a
+        status the simulator was not told about."""
+        return st.is_delivered(self.status_of(case), self.custom_statuses)
+
+    def note_read(self, case: SimCase) -> None:
+        """A ``GET /api/test/{name}``: the next scripted status, for a case that has a script."""
+        case.reads += 1
 
     def set_status(self, name: str, status: str) -> None:
         """Fix a case's status by hand; time no longer moves it. KeyError if unknown."""
