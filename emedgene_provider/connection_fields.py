@@ -61,9 +61,30 @@ CONN_FIELDS: dict[str, tuple[str, str, str, bool]] = {
         "number",
         False,
     ),
+    "max_response_mb": (
+        "Largest answer (MB)",
+        "The largest JSON answer read into memory; a bigger one is an error. Default 256 (the "
+        "largest real export is about 83 MB).",
+        "number",
+        False,
+    ),
+    "reconcile_window": (
+        "Reconcile window (s)",
+        "After an unclear create (answer lost, timeout, 5xx), how long its idempotency key must stay "
+        "absent from the case list before the case is created again. Default 600.",
+        "number",
+        False,
+    ),
     "case_url_template": (
         "Case page URL template",
         "The case link's target, with {base_url} and {case_name}. Default {base_url}/case/{case_name}.",
+        "string",
+        False,
+    ),
+    "custom_statuses": (
+        "Custom statuses",
+        "The lab's custom statuses (between Delivered and Finalized), comma-separated. Only declared "
+        "ones count as delivered; an unknown status keeps a wait going.",
         "string",
         False,
     ),

@@ -23,6 +23,8 @@ from emedgene_provider.client import endpoints
 from emedgene_provider.client.auth import TOKEN_CACHE, Token, TokenCache, login_request
 from emedgene_provider.client.config import ClientConfig
 from emedgene_provider.client.endpoints import ApiCall
+from emedgene_provider.client.errors import EmedgeneConfigError, EmedgeneError, EmedgeneNotFoundError
+from emedgene_provider.client.reconcile import KeyLookup
 from emedgene_provider.client.responses import (
     AuthRejected,
     field_of,
@@ -31,23 +33,44 @@ from emedgene_provider.client.responses import (
     interpret_login,
     not_built,
     retries_exhausted,
+    status_field,
     tls_failed,
     transport_failure,
 )
 from emedgene_provider.client.retry import TransientFailure, log_before_sleep
 from emedgene_provider.client.secrets import Scrubber
+from emedgene_provider.client.wire import (
+    CHUNK_BYTES,
+    CappedBody,
+    deadline_passed,
+    declared_length,
+    is_redirect,
+    no_tls,
+    redirected,
+    speaks_no_tls,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 def ssl_setting(verify: bool | str) -> ssl.SSLContext | bool:
-    """aiohttp's ``ssl=`` for a connection's ``verify``: default checks, none, or a CA bundle."""
+    """aiohttp's ``ssl=`` for a connection's ``verify``: default checks, none, or a CA bundle.
+
+    The connection's bundle was loaded once already (config.py); a file that went bad since is
+    the same configuration error, not a bare ``ssl.SSLError``.
+    """
     if verify is True:
         return True
     if verify is False:
         return False
-    return ssl.create_default_context(cafile=verify)
+    try:
+        return ssl.create_default_context(cafile=verify)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise EmedgeneConfigError(
+            f"Emedgene connection extra 'verify' is {verify!r}, which is not a CA bundle of PEM "
+            f"certificates ({getattr(exc, 'reason', None) or type(exc).__name__})."
+        ) from None
 
 
 class AsyncEmedgeneClient:
@@ -90,7 +113,7 @@ class AsyncEmedgeneClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.timeout))
+            self._session = aiohttp.ClientSession(timeout=self._timeout())
         return self._session
 
     async def _with_retries(self, call: ApiCall, attempt: Callable[[], Awaitable[T]]) -> T:
@@ -105,6 +128,11 @@ class AsyncEmedgeneClient:
         except TransientFailure as failure:
             raise retries_exhausted(call, failure, policy.max_attempts) from None
 
+    def _timeout(self) -> aiohttp.ClientTimeout:
+        """``timeout`` for each wait (connect, each read), the deadline for the whole attempt."""
+        wait = self.config.timeout
+        return aiohttp.ClientTimeout(total=self.config.deadline, sock_connect=wait, sock_read=wait)
+
     async def _send(
         self,
         call: ApiCall,
@@ -114,18 +142,46 @@ class AsyncEmedgeneClient:
         params: tuple[tuple[str, str], ...] = (),
         json: Any = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
-        """One HTTP attempt; transport failures become a retry, an ambiguity, or a final error."""
+        """One HTTP attempt: its status, headers and body (capped), within the call's deadline.
+
+        Transport failures become a retry, an ambiguity, or a final error; a redirect is an error
+        and is not followed; an answer larger than ``max_response_mb`` is an error, read no further.
+        """
         try:
             async with self.session.request(
-                call.method, url, params=list(params), json=json, headers=dict(headers), ssl=self._ssl
+                call.method,
+                url,
+                params=list(params),
+                json=json,
+                headers=dict(headers),
+                ssl=self._ssl,
+                allow_redirects=False,
+                timeout=self._timeout(),
             ) as response:
-                body = await response.read()
-                return response.status, response.headers, body
+                status = response.status
+                location = response.headers.get("Location")
+                if is_redirect(status, location):
+                    raise redirected(call, status, location, url)
+                body = CappedBody(
+                    call, status, self.config.max_response_bytes, declared_length(response.headers)
+                )
+                async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+                    if not body.feed(chunk):
+                        response.close()  # an error page's first words are all we need
+                        break
+                return status, response.headers, body.body
+        except EmedgeneError:
+            raise  # a redirect or an oversized answer; EmedgeneConfigError is a ValueError too
         except aiohttp.ClientConnectorCertificateError as exc:
             raise tls_failed(call, self.config.base_url, self.scrub(str(exc))) from None
         except ValueError as exc:  # aiohttp refuses a header or URL before sending anything
             raise not_built(call, self.scrub(str(exc))) from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            if speaks_no_tls(exc):
+                raise no_tls(call, url) from None
+            if isinstance(exc, asyncio.TimeoutError) and not isinstance(exc, aiohttp.ServerTimeoutError):
+                # aiohttp's total timeout: the deadline passed, however busy the socket was
+                raise deadline_passed(call, self.config.deadline, self.config.timeout) from None
             detail = f"{type(exc).__name__} on {call.method} {call.path}: {self.scrub(str(exc))[:200]}"
             never_sent = isinstance(exc, aiohttp.ClientConnectorError)
             raise transport_failure(call, detail, never_sent=never_sent) from None
@@ -188,7 +244,7 @@ class AsyncEmedgeneClient:
 
     async def get_case_status(self, case_name: str) -> str:
         call = endpoints.get_case_status(case_name)
-        return str(field_of(call, await self.call(call), "status", kind=str))
+        return status_field(call, await self.call(call))
 
     async def get_case(self, case_name: str, test_fields: list[str] | None = None) -> dict[str, Any]:
         call = endpoints.get_case(case_name, test_fields)
@@ -196,3 +252,29 @@ class AsyncEmedgeneClient:
         if not isinstance(body, dict):
             field_of(call, body, "name", kind=dict)
         return dict(body)
+
+    async def newest_case_with_idempotency_key(
+        self,
+        key: str,
+        *,
+        since: float | None = None,
+        max_pages: int | None = None,
+        not_matching: set[str] | None = None,
+    ) -> dict[str, Any] | None:
+        """The newest case stamped with ``key`` (``name``, ``status``, ``created``), or None; the same
+        look-up as the sync client's ``cases_with_idempotency_key`` (:class:`KeyLookup`)."""
+        lookup = KeyLookup(key, since=since, max_pages=max_pages, not_matching=not_matching)
+        while (call := lookup.next_page()) is not None:
+            lookup.take_page(call, await self.call(call))
+        for hit in lookup.candidates():
+            details: Any = None
+            detail_call = lookup.detail_call(hit)
+            if detail_call is not None:
+                try:
+                    details = await self.call(detail_call)
+                except EmedgeneNotFoundError:  # deleted between the list and the read
+                    continue
+            found = lookup.match(hit, details)
+            if found is not None:
+                return found
+        return None

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
+import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
+from emedgene_provider.client import status as status_lifecycle
 from emedgene_provider.client.auth import AuthType, Credentials, derive_token_url
 from emedgene_provider.client.endpoints import case_path_segment
 from emedgene_provider.client.errors import EmedgeneConfigError
+from emedgene_provider.client.reconcile import DEFAULT_RECONCILE_WINDOW
 from emedgene_provider.client.retry import RetryPolicy
 
 DEFAULT_TIMEOUT = 30.0
@@ -25,6 +30,27 @@ DEFAULT_TOKEN_LIFETIME = 3600.0
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_RETRY_MAX_WAIT = 60.0
 DEFAULT_CASE_URL_TEMPLATE = "{base_url}/case/{case_name}"
+#: The largest JSON answer read into memory, in MB. A 200,000-variant export is about 83 MB of JSON
+#: (and several times that once parsed); 256 leaves room for that with a margin, while a runaway or
+#: hostile answer (2 GB) stops long before it takes a worker's or the triggerer's memory.
+DEFAULT_MAX_RESPONSE_MB = 256.0
+#: Each call (connect, send, headers, body) ends within this many ``timeout``\ s, retries aside:
+#: ``timeout`` bounds each single wait, this the whole, so a server that drips a byte at a time
+#: cannot hold a worker.
+DEADLINE_FACTOR = 4.0
+
+#: (minimum, maximum) of each number extra. Beyond the maximum a value is a typo or a unit mistake
+#: (milliseconds for seconds) that would hold a worker for days; nan and inf are refused too.
+NUMBER_LIMITS: dict[str, tuple[float, float]] = {
+    "timeout": (0.001, 3600.0),
+    "token_lifetime": (1.0, 365 * 24 * 3600.0),
+    "max_retries": (0.0, 100.0),
+    "retry_max_wait": (0.0, 3600.0),
+    "max_response_mb": (1.0, 4096.0),
+    "reconcile_window": (0.0, 7 * 24 * 3600.0),
+}
+#: The ceiling of a number extra missing from :data:`NUMBER_LIMITS` (pass ``maximum`` instead).
+DEFAULT_NUMBER_MAXIMUM = 1e6
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -42,6 +68,9 @@ KNOWN_EXTRAS = (
     "retry_max_wait",
     "allow_http",
     "case_url_template",
+    "max_response_mb",
+    "custom_statuses",
+    "reconcile_window",
 )
 
 
@@ -56,11 +85,24 @@ class ClientConfig:
     token_lifetime: float = DEFAULT_TOKEN_LIFETIME
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     case_url_template: str | None = None
+    #: The largest JSON answer read into memory, in bytes (the extra ``max_response_mb``).
+    max_response_bytes: int = int(DEFAULT_MAX_RESPONSE_MB * 1024 * 1024)
+    #: The lab's custom statuses (between Delivered and Finalized), from the extra ``custom_statuses``.
+    custom_statuses: tuple[str, ...] = ()
+    #: Seconds an idempotency key must stay absent after an unclear create before it is created
+    #: again (the extra ``reconcile_window``; see :mod:`emedgene_provider.client.reconcile`).
+    reconcile_window: float = DEFAULT_RECONCILE_WINDOW
     on_secret: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def base_url(self) -> str:
         return self.credentials.base_url
+
+    @property
+    def deadline(self) -> float:
+        """Seconds one attempt may take in all, headers and body included (``DEADLINE_FACTOR``
+        times ``timeout``): a server that drips its answer is cut off here."""
+        return self.timeout * DEADLINE_FACTOR
 
     def case_url(self, case_name: str) -> str:
         """The case's page on the tenant, for the operators' "Emedgene case" link.
@@ -99,18 +141,112 @@ def _bool(name: str, value: Any) -> bool:
     raise EmedgeneConfigError(f"Emedgene connection extra {name!r} must be true or false, not {value!r}.")
 
 
-def _number(name: str, value: Any, default: float, *, minimum: float = 0.0) -> float:
+def _number(
+    name: str,
+    value: Any,
+    default: float,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    integer: bool = False,
+) -> float:
+    """The number extra ``name``, or ``default`` when it is blank; EmedgeneConfigError naming the
+    extra for anything else than a finite number within its limits (``minimum``/``maximum``, by
+    default those of :data:`NUMBER_LIMITS`). ``integer`` refuses fractions (``max_retries``)."""
     if value in (None, ""):
         return default
+    low, high = NUMBER_LIMITS.get(name, (0.0, DEFAULT_NUMBER_MAXIMUM))
+    low = low if minimum is None else minimum
+    high = high if maximum is None else maximum
     try:
+        if isinstance(value, bool):  # JSON true is not 1 second
+            raise TypeError
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise EmedgeneConfigError(
             f"Emedgene connection extra {name!r} must be a number, not {value!r}."
         ) from None
-    if number < minimum:
-        raise EmedgeneConfigError(f"Emedgene connection extra {name!r} must be at least {minimum:g}.")
+    if not math.isfinite(number):
+        raise EmedgeneConfigError(
+            f"Emedgene connection extra {name!r} must be a finite number, not {value!r}."
+        )
+    if number < low:
+        raise EmedgeneConfigError(f"Emedgene connection extra {name!r} must be at least {low:g}.")
+    if number > high:
+        raise EmedgeneConfigError(f"Emedgene connection extra {name!r} must be at most {high:g}.")
+    if integer and not number.is_integer():
+        raise EmedgeneConfigError(
+            f"Emedgene connection extra {name!r} must be a whole number, not {value!r}."
+        )
     return number
+
+
+def parse_custom_statuses(value: Any) -> tuple[str, ...]:
+    """The extra ``custom_statuses``: a JSON list, or (from the UI form) a JSON-list string or a
+    comma-separated string. Only declared statuses count as delivered (status.py fails closed), so
+    a value that cannot be read is an error rather than silently declaring nothing."""
+    name = status_lifecycle.CUSTOM_STATUSES_EXTRA
+    if value in (None, ""):
+        return ()
+    items: Any = value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith(("[", "{")):
+            try:
+                items = json.loads(text)
+            except ValueError:
+                raise EmedgeneConfigError(
+                    f"Emedgene connection extra {name!r} is not a valid JSON list: {value!r}."
+                ) from None
+        else:
+            items = text.split(",")
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        raise EmedgeneConfigError(
+            f"Emedgene connection extra {name!r} must be a list of status names (or a comma-separated "
+            f"string), not {value!r}."
+        )
+    declared = tuple(dict.fromkeys(item.strip() for item in items if item.strip()))
+    clashing = [item for item in declared if status_lifecycle.is_lifecycle_status(item)]
+    if clashing:
+        raise EmedgeneConfigError(
+            f"Emedgene connection extra {name!r} lists {', '.join(map(repr, clashing))}, which the "
+            "Emedgene lifecycle already defines; list only the lab's own statuses."
+        )
+    return declared
+
+
+def _userinfo(url: str) -> str | None:
+    """The ``user:password`` in front of ``@`` in ``url``'s authority, if there is one."""
+    text = url.strip()
+    rest = text.split("://", 1)[1] if "://" in text else text
+    authority = re.split(r"[/?#\\]", rest, maxsplit=1)[0]
+    userinfo, at, _ = authority.rpartition("@")
+    return userinfo if at else None
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` with any ``user:password@`` taken out, to be shown in a message."""
+    userinfo = _userinfo(url)
+    return url.strip().replace(userinfo + "@", "", 1) if userinfo is not None else url
+
+
+def refuse_userinfo(what: str, url: str, on_secret: Callable[[str], None] | None = None) -> None:
+    """Refuse credentials written into a URL (``https://user:pass@host``): requests would send them
+    as Basic auth to whatever answers, and the URL is logged and shown in errors. The message shows
+    the URL without them, and ``on_secret`` (the masker) learns them first."""
+    userinfo = _userinfo(url)
+    if userinfo is None:
+        return
+    if on_secret and ":" in userinfo:  # a bare user name is no secret
+        password = userinfo.partition(":")[2]
+        for secret in {userinfo, password, unquote(userinfo), unquote(password)}:
+            if secret:
+                on_secret(secret)
+    raise EmedgeneConfigError(
+        f"Emedgene connection {what} {_without_userinfo(url)!r} has credentials written into it "
+        "('user:password@'), which are refused: they would be sent as Basic auth and shown in logs. "
+        "Put the login and password in the connection's own fields (an API key in the extra 'api_key')."
+    )
 
 
 def normalise_base_url(host: str | None, *, allow_http: bool = False) -> str:
@@ -124,6 +260,7 @@ def normalise_base_url(host: str | None, *, allow_http: bool = False) -> str:
         raise EmedgeneConfigError(
             "Emedgene connection has no host: set it to the tenant, e.g. https://lab.emedgene.com."
         )
+    refuse_userinfo("host", text)
     if "://" not in text:
         text = "https://" + text
     parts = urlsplit(text)
@@ -164,6 +301,20 @@ def parse_extra(extra: str | Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def _check_ca_bundle(path: str) -> None:
+    """Load the CA bundle ``verify`` names once, here, so that a file that is not PEM certificates
+    is a configuration error for both clients (requests and aiohttp would each fail their own way,
+    aiohttp with a bare ``ssl.SSLError`` at the first call)."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)[:100]
+        raise EmedgeneConfigError(
+            f"Emedgene connection extra 'verify' is {path!r}, which is not a CA bundle of PEM "
+            f"certificates ({reason}): name the PEM file of the CA that signed the server's certificate."
+        ) from None
+
+
 def config_from_connection(
     *,
     host: str | None,
@@ -192,6 +343,7 @@ def config_from_connection(
             f"{', '.join(KNOWN_EXTRAS)}."
         )
     raw_host = host or ""
+    refuse_userinfo("host", raw_host, on_secret)
     if schema and "://" not in raw_host and raw_host:
         raw_host = f"{schema}://{raw_host}"
     if port and raw_host and urlsplit(raw_host if "://" in raw_host else "https://" + raw_host).port is None:
@@ -215,6 +367,7 @@ def config_from_connection(
     token_url = extras.get("token_url") or (derive_token_url(base_url) if resolved == "api_key" else None)
     if token_url:
         token_url = str(token_url)
+        refuse_userinfo("extra 'token_url'", token_url, on_secret)
         if _plain_http_refused(token_url, allow_http):
             raise EmedgeneConfigError(
                 f"Emedgene connection extra 'token_url' {token_url!r} uses plain http to a non-loopback "
@@ -242,7 +395,9 @@ def config_from_connection(
                 f"Emedgene connection extra 'verify' is {verify!r}: neither true/false nor the path of "
                 "an existing CA bundle file."
             )
-    max_retries = int(_number("max_retries", extras.get("max_retries"), DEFAULT_MAX_RETRIES))
+        _check_ca_bundle(verify)
+    max_retries = int(_number("max_retries", extras.get("max_retries"), DEFAULT_MAX_RETRIES, integer=True))
+    max_response_mb = _number("max_response_mb", extras.get("max_response_mb"), DEFAULT_MAX_RESPONSE_MB)
     retry_max_wait = _number("retry_max_wait", extras.get("retry_max_wait"), DEFAULT_RETRY_MAX_WAIT)
     case_url_template = extras.get("case_url_template") or None
     if case_url_template is not None:
@@ -256,12 +411,15 @@ def config_from_connection(
     return ClientConfig(
         credentials=credentials,
         verify=verify,
-        timeout=_number("timeout", extras.get("timeout"), DEFAULT_TIMEOUT, minimum=0.001),
-        token_lifetime=_number(
-            "token_lifetime", extras.get("token_lifetime"), DEFAULT_TOKEN_LIFETIME, minimum=1.0
-        ),
+        timeout=_number("timeout", extras.get("timeout"), DEFAULT_TIMEOUT),
+        token_lifetime=_number("token_lifetime", extras.get("token_lifetime"), DEFAULT_TOKEN_LIFETIME),
+        max_response_bytes=int(max_response_mb * 1024 * 1024),
         retry=RetryPolicy(max_attempts=max_retries + 1, max_wait=retry_max_wait),
         case_url_template=case_url_template,
+        custom_statuses=parse_custom_statuses(extras.get("custom_statuses")),
+        reconcile_window=_number(
+            "reconcile_window", extras.get("reconcile_window"), DEFAULT_RECONCILE_WINDOW
+        ),
         on_secret=on_secret,
     )
 

@@ -81,3 +81,41 @@ class EmedgeneAmbiguousCreateError(EmedgeneError):
 class EmedgeneUnexpectedResponseError(EmedgeneError):
     """The server answered something the contract does not allow (HTML or non-JSON where JSON was
     due, a success without the expected field)."""
+
+
+class EmedgeneCreatePendingError(EmedgeneAmbiguousCreateError):
+    """A create is unclear and its idempotency key is not in the tenant's list yet, and the caller
+    asked not to wait for the reconcile window here (a deferrable operator waits in the triggerer).
+
+    :param key: the idempotency key.
+    :param window_end: epoch seconds when the key will have stayed absent for the whole window.
+    :param since: cases created before this (epoch seconds) are not looked at.
+    """
+
+    def __init__(
+        self, message: str, *, key: str, window_end: float, since: float | None, **kwargs: object
+    ) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.key = key
+        self.window_end = window_end
+        self.since = since
+
+
+class EmedgeneRedirectError(EmedgeneConfigError):
+    """The server answered a redirect (3xx), which the provider never follows.
+
+    Following one would send the password, API key, token or a patient's case JSON to whatever
+    origin ``Location`` names (https to http included), and a 302 would turn a create into a GET
+    whose answer looked like a created case. A redirect from an API almost always means the
+    connection points at the wrong place (http for https, an old tenant URL, a login page), so it
+    is a configuration error: never retried, and never an ambiguous create, since the server did
+    answer, with "not here" (a 303 on a create, "done, see there", is the exception: reported as
+    :class:`EmedgeneAmbiguousCreateError` so the case is looked up before any second create).
+
+    :param location_origin: ``scheme://host:port`` of the redirect's target (never its path or
+        query, which may carry tokens), or None when the answer named none.
+    """
+
+    def __init__(self, message: str, *, location_origin: str | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.location_origin = location_origin

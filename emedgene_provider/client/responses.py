@@ -173,17 +173,43 @@ def ambiguous_create(call: ApiCall, detail: str, **facts: Any) -> EmedgeneError:
 
 def field_of(call: ApiCall, body: Any, *keys: str, kind: type | tuple[type, ...] = list) -> Any:
     """``body[key]`` for the first of ``keys`` present with the right type, else an unexpected-response
-    error that says which keys were there (export answers ``hits`` or ``variants`` [doc][py])."""
+    error that says which keys were there (export answers ``hits`` or ``variants`` [doc][py]). Two
+    of ``keys`` present with different values are an unexpected answer too, not a silent choice."""
     if isinstance(body, dict):
-        for key in keys:
-            if isinstance(body.get(key), kind):
-                return body[key]
+        present = [key for key in keys if isinstance(body.get(key), kind)]
+        if any(body[key] != body[present[0]] for key in present[1:]):
+            # Both ``hits`` and ``variants``, and they differ: which one is the answer is a guess.
+            raise EmedgeneUnexpectedResponseError(
+                f"Emedgene {call.describe()}: the answer to {_where(call)} holds both "
+                f"{' and '.join(map(repr, present))}, and they differ; refusing to choose one",
+                operation=call.operation,
+                case_name=call.case_name,
+            )
+        if present:
+            return body[present[0]]
         seen = ", ".join(sorted(map(str, body))[:10]) or "none"
     else:
         seen = f"a JSON {type(body).__name__}"
     raise EmedgeneUnexpectedResponseError(
         f"Emedgene {call.describe()}: the answer to {_where(call)} has no {' or '.join(map(repr, keys))} "
         f"(keys: {seen})",
+        operation=call.operation,
+        case_name=call.case_name,
+    )
+
+
+def status_field(call: ApiCall, body: Any) -> str:
+    """The ``status`` of a case answer. A blank, missing or non-string status is an unexpected
+    answer, not a status: a wait must neither end on it nor guess what it means. Both clients read
+    the status here, so the sync and async paths cannot disagree."""
+    value = body.get("status") if isinstance(body, dict) else None
+    if isinstance(value, str) and value.strip():
+        return value
+    if not isinstance(body, dict) or "status" not in body:
+        field_of(call, body, "status", kind=str)  # raises, naming what came instead
+    raise EmedgeneUnexpectedResponseError(
+        f"Emedgene {call.describe()}: the answer to {_where(call)} has no usable 'status' "
+        f"(got {json.dumps(value, default=str)[:100]})",
         operation=call.operation,
         case_name=call.case_name,
     )

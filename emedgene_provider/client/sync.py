@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import requests
@@ -17,18 +17,31 @@ import tenacity
 from emedgene_provider.client import endpoints
 from emedgene_provider.client.auth import TOKEN_CACHE, Token, TokenCache, login_request
 from emedgene_provider.client.config import ClientConfig
+from emedgene_provider.client.deadline import BoundedSession, Deadline
 from emedgene_provider.client.endpoints import ApiCall
 from emedgene_provider.client.errors import (
     EmedgeneAmbiguousCreateError,
+    EmedgeneCreatePendingError,
     EmedgeneError,
     EmedgeneNotFoundError,
     EmedgeneUnexpectedResponseError,
 )
-from emedgene_provider.client.payload import (
-    CLOCK_SKEW,
-    idempotency_key_of,
-    parse_created,
-    with_idempotency_key,
+from emedgene_provider.client.payload import with_idempotency_key
+from emedgene_provider.client.reconcile import (
+    ADOPT,
+    CREATE_ANEW,
+    KEEP_WAITING,
+    WINDOW_PASSED,
+    CasePager,
+    CreateRecord,
+    Journal,
+    KeyLookup,
+    MemoryJournal,
+    Window,
+    describe_lookup,
+    describe_time,
+    lookup_since,
+    verdict,
 )
 from emedgene_provider.client.responses import (
     AuthRejected,
@@ -38,11 +51,23 @@ from emedgene_provider.client.responses import (
     interpret_login,
     not_built,
     retries_exhausted,
+    status_field,
     tls_failed,
     transport_failure,
 )
 from emedgene_provider.client.retry import TransientFailure, log_before_sleep
 from emedgene_provider.client.secrets import Scrubber
+from emedgene_provider.client.wire import (
+    CHUNK_BYTES,
+    CappedBody,
+    causes,
+    deadline_passed,
+    declared_length,
+    is_redirect,
+    no_tls,
+    redirected,
+    speaks_no_tls,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,25 +75,11 @@ T = TypeVar("T")
 _CONNECT_FAILURES = ("NewConnectionError", "ConnectTimeoutError", "NameResolutionError")
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and everything it wraps: requests nests urllib3's errors in args and ``reason``."""
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        nested = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
-        stack.extend(n for n in nested if isinstance(n, BaseException))
-
-
 def _never_sent(exc: requests.RequestException) -> bool:
     """Whether the request certainly did not reach the server (no connection was made)."""
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return True
-    return any(type(c).__name__ in _CONNECT_FAILURES for c in _causes(exc))
+    return any(type(c).__name__ in _CONNECT_FAILURES for c in causes(exc))
 
 
 class EmedgeneClient:
@@ -83,8 +94,9 @@ class EmedgeneClient:
         self._cache = token_cache or TOKEN_CACHE
         self._key = config.credentials.cache_key()
         self.scrub = Scrubber(config.credentials.secrets(), on_secret=config.on_secret)
-        self.session = requests.Session()
+        self.session: requests.Session = BoundedSession()  # never redirects; deadlines can cut it
         self.sleep: Callable[[float], None] = time.sleep  # tests replace it to skip waits
+        self.clock: Callable[[], float] = time.time  # epoch seconds; tests replace it with sleep
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -112,40 +124,72 @@ class EmedgeneClient:
         headers: dict[str, str],
         params: tuple[tuple[str, str], ...] = (),
         json: Any = None,
-    ) -> requests.Response:
-        """One HTTP attempt; transport failures become a retry, an ambiguity, or a final error."""
-        try:
-            return self.session.request(
-                call.method,
-                url,
-                params=params,
-                json=json,
-                headers=headers,
-                timeout=self.config.timeout,
-                # Per request: with REQUESTS_CA_BUNDLE set, requests ignores ``Session.verify``.
-                verify=self.config.verify,
-            )
-        except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL) as exc:
-            # Refused while preparing, before anything was sent: not retried, never ambiguous.
-            raise not_built(call, self.scrub(str(exc))) from None
-        except requests.exceptions.SSLError as exc:
-            raise tls_failed(call, self.config.base_url, self.scrub(str(exc))) from None
-        except requests.RequestException as exc:
-            timed_out = f" (timeout {self.config.timeout:g} s)" if isinstance(exc, requests.Timeout) else ""
-            detail = (
-                f"{type(exc).__name__}{timed_out} on {call.method} {call.path}: {self.scrub(str(exc))[:200]}"
-            )
-            raise transport_failure(call, detail, never_sent=_never_sent(exc)) from None
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One HTTP attempt: its status, headers and body (capped), within the call's deadline.
+
+        Transport failures become a retry, an ambiguity, or a final error; a redirect is an error
+        and is not followed; an answer larger than ``max_response_mb`` is an error, read no further.
+        """
+        config = self.config
+        with Deadline(config.deadline) as deadline:
+            try:
+                response = self.session.request(
+                    call.method,
+                    url,
+                    params=params,
+                    json=json,
+                    headers=headers,
+                    timeout=config.timeout,  # each wait; the deadline bounds the whole
+                    # Per request: with REQUESTS_CA_BUNDLE set, requests ignores ``Session.verify``.
+                    verify=config.verify,
+                    allow_redirects=False,
+                    stream=True,
+                )
+                with response:
+                    answer = self._read(call, url, response)
+            except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL) as exc:
+                # Refused while preparing, before anything was sent: not retried, never ambiguous.
+                raise not_built(call, self.scrub(str(exc))) from None
+            except requests.RequestException as exc:
+                if deadline.finish():
+                    raise deadline_passed(call, deadline.seconds, config.timeout) from None
+                if speaks_no_tls(exc):
+                    raise no_tls(call, url) from None
+                if isinstance(exc, requests.exceptions.SSLError):
+                    raise tls_failed(call, config.base_url, self.scrub(str(exc))) from None
+                timed_out = f" (timeout {config.timeout:g} s)" if isinstance(exc, requests.Timeout) else ""
+                detail = (
+                    f"{type(exc).__name__}{timed_out} on {call.method} {call.path}: "
+                    f"{self.scrub(str(exc))[:200]}"
+                )
+                raise transport_failure(call, detail, never_sent=_never_sent(exc)) from None
+            if deadline.finish():  # cut while reading a body that ends at the close: not all of it
+                raise deadline_passed(call, deadline.seconds, config.timeout)
+        return answer
+
+    def _read(
+        self, call: ApiCall, url: str, response: requests.Response
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """The status, headers and body of a streamed answer; a redirect's body is never read."""
+        status = response.status_code
+        location = response.headers.get("Location")
+        if is_redirect(status, location):
+            raise redirected(call, status, location, url)
+        body = CappedBody(call, status, self.config.max_response_bytes, declared_length(response.headers))
+        for chunk in response.iter_content(chunk_size=CHUNK_BYTES):
+            if not body.feed(chunk):
+                break  # an error page's first words are all we need; the connection is dropped
+        return status, response.headers, body.body
 
     def _attempt(self, call: ApiCall, token: Token) -> Any:
-        response = self._send(
+        status, headers, body = self._send(
             call,
             self.config.base_url + call.path,
             headers={"Authorization": token.header_value, "Accept": "application/json"},
             params=call.params,
             json=call.json,
         )
-        return interpret(call, response.status_code, response.headers, response.content, self.scrub)
+        return interpret(call, status, headers, body, self.scrub)
 
     # -- tokens -----------------------------------------------------------------------------
 
@@ -155,16 +199,11 @@ class EmedgeneClient:
         login_call = request.call(creds.base_url)
 
         def attempt() -> Token:
-            response = self._send(
+            status, headers, body = self._send(
                 login_call, request.url, headers=request.headers, params=request.params, json=request.json
             )
             return interpret_login(
-                creds,
-                response.status_code,
-                response.headers,
-                response.content,
-                self.scrub,
-                default_lifetime=self.config.token_lifetime,
+                creds, status, headers, body, self.scrub, default_lifetime=self.config.token_lifetime
             )
 
         token = self._with_retries(login_call, attempt)
@@ -213,31 +252,12 @@ class EmedgeneClient:
         seen = f"{total} case(s) visible" if isinstance(total, int) else "the case list is readable"
         return True, f"Connected to Emedgene at {self.config.base_url}: {seen}."
 
-    def iter_cases(self, page_size: int = 100) -> Iterator[dict[str, Any]]:
-        """Every case, lazily, a page at a time. Advances by what each page *held*, so a server that
-        caps ``size`` below ``page_size`` loses nothing; stops on an empty page or at ``total``."""
-        if page_size < 1:
-            raise ValueError(f"page_size must be at least 1, not {page_size}")
-        offset = 0
-        previous: list[Any] | None = None
-        while True:
-            call = endpoints.list_cases(offset, page_size)
-            body = self.call(call)
-            hits = field_of(call, body, "hits")
-            if not hits:
-                return
-            if hits == previous:  # a server that ignores `from` would page forever
-                raise EmedgeneUnexpectedResponseError(
-                    f"Emedgene iter_cases: the page at from={offset} repeats the previous one; the "
-                    "server seems to ignore 'from'",
-                    operation="iter_cases",
-                )
-            previous = hits
-            yield from hits
-            offset += len(hits)
-            total = body.get("total")
-            if isinstance(total, int) and not isinstance(total, bool) and offset >= total:
-                return
+    def iter_cases(self, page_size: int = 100, *, max_pages: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every case, lazily, a page at a time (paging rules: :class:`CasePager`); with
+        ``max_pages``, an error after that many pages rather than paging for ever."""
+        pager = CasePager(page_size, max_pages=max_pages)
+        while (call := pager.next_call()) is not None:
+            yield from pager.take(call, self.call(call))
 
     def list_storage_providers(self) -> list[dict[str, Any]]:
         call = endpoints.list_storage_providers()
@@ -269,7 +289,7 @@ class EmedgeneClient:
 
     def get_case_status(self, case_name: str) -> str:
         call = endpoints.get_case_status(case_name)
-        return str(field_of(call, self.call(call), "status", kind=str))
+        return status_field(call, self.call(call))
 
     def get_candidates(self, case_name: str) -> list[dict[str, Any]]:
         call = endpoints.get_candidates(case_name)
@@ -282,59 +302,172 @@ class EmedgeneClient:
 
     # -- idempotent creation ----------------------------------------------------------------
 
-    def cases_with_idempotency_key(self, key: str, *, since: float | None = None) -> Iterator[dict[str, Any]]:
-        """The cases stamped with ``key`` (``name``, ``status``), newest first, lazily.
+    def cases_with_idempotency_key(
+        self,
+        key: str,
+        *,
+        since: float | None = None,
+        max_pages: int | None = None,
+        not_matching: set[str] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The cases stamped with ``key`` (``name``, ``status``, ``created``), newest first, lazily.
 
-        There is no search by ``extra_data`` in the published API, so this lists the cases (cheap:
-        a page per hundred) and reads ``extra_data`` of each candidate, newest first, so the caller
-        usually stops after one or two reads. ``since`` (epoch seconds) drops cases whose list entry
-        says they were ``created`` earlier. Paid only on the rare paths that need it: a retried
-        task, a lost answer.
+        Lists the cases and reads ``extra_data`` of each candidate newest first (see
+        :class:`KeyLookup`); ``since`` (epoch seconds) drops cases created earlier, and after
+        ``max_pages`` pages (default 1000) it fails naming the key. ``not_matching``: names known
+        not to carry the key, skipped and added to. Paid only on the rare paths that need it: a
+        retried task, an unclear create.
         """
-        candidates: list[tuple[float | None, int, dict[str, Any]]] = []
-        for hit in self.iter_cases(page_size=100):
-            if not isinstance(hit, dict) or not isinstance(hit.get("name"), str):
-                continue
-            created = parse_created(hit.get("created"))
-            if since is not None and created is not None and created < since:
-                continue
-            candidates.append((created, len(candidates), hit))
-        # Newest first; entries without a date keep list order, after the dated ones.
-        candidates.sort(key=lambda c: (c[0] is not None, c[0] or 0.0, -c[1]), reverse=True)
-        for _, _, hit in candidates:
-            name = hit["name"]
-            stamped = idempotency_key_of(hit)
-            status = hit.get("status")
-            if stamped is None and "extra_data" not in hit:
+        lookup = KeyLookup(key, since=since, max_pages=max_pages, not_matching=not_matching)
+        while (call := lookup.next_page()) is not None:
+            lookup.take_page(call, self.call(call))
+        for hit in lookup.candidates():
+            details: Any = None
+            detail_call = lookup.detail_call(hit)
+            if detail_call is not None:
                 try:
-                    details = self.get_case(name, ["extra_data", "status"])
+                    details = self.call(detail_call)
                 except EmedgeneNotFoundError:  # deleted between the list and the read
                     continue
-                stamped, status = idempotency_key_of(details), details.get("status", status)
-            if stamped == key:
-                yield {"name": name, "status": status}
+            found = lookup.match(hit, details)
+            if found is not None:
+                yield found
 
-    def create_case_once(self, case: dict[str, Any], key: str) -> tuple[str, bool]:
+    def reconcile_create(
+        self,
+        key: str,
+        record: CreateRecord,
+        *,
+        since: float | None = None,
+        wait: bool = True,
+        failures: Sequence[str] | None = None,
+    ) -> tuple[str, dict[str, Any] | None]:
+        """Settle a pending unclear create of ``key``: look the key up, with backoff, until a case
+        answers it or the key has stayed absent for ``reconcile_window`` seconds from the unclear
+        attempt. Returns ``(ADOPT, case)``, ``(CREATE_ANEW, failed case)`` or ``(WINDOW_PASSED,
+        None)``. With ``wait=False`` it looks once and raises :class:`EmedgeneCreatePendingError`
+        if the window is still open (the deferrable operator waits in the triggerer instead).
+        ``failures``: statuses, beyond the lifecycle's, that make a found case a failed one."""
+        now = self.clock()
+        start = record.unclear_since(now)
+        if start is None:
+            return WINDOW_PASSED, None
+        window = Window(start, self.config.reconcile_window)
+        log.warning(
+            "Emedgene create_case: the create for idempotency key %r is unclear (last attempt %s%s). "
+            "Not creating it again until the key has stayed absent from the tenant for %g s; "
+            "looking it up meanwhile.",
+            key,
+            describe_time(start, now),
+            ", assumed: nothing durable says when" if record.assumed else "",
+            window.length,
+        )
+        checked: set[str] = set()  # cases read and found without the key: read once per window
+        while True:
+            found = next(self.cases_with_idempotency_key(key, since=since, not_matching=checked), None)
+            decision = verdict(found, record, failures)
+            now = self.clock()
+            log.info("Emedgene create_case: %s", describe_lookup(key, window, found, decision, now))
+            if decision != KEEP_WAITING:
+                return decision, found
+            if not wait and now < window.end:
+                raise EmedgeneCreatePendingError(
+                    f"Emedgene create_case: the create for idempotency key {key!r} is unclear and the "
+                    f"key is not in the case list yet; it must stay absent until "
+                    f"{window.end - now:.0f} s from now before the case is created again.",
+                    key=key,
+                    window_end=window.end,
+                    since=since,
+                    operation="create_case",
+                )
+            pause = window.next_wait(now)
+            if pause is None:
+                log.warning(
+                    "Emedgene create_case: no case with idempotency key %r appeared within the %g s "
+                    "reconcile window after the unclear create: the create did not apply; sending "
+                    "it again.",
+                    key,
+                    window.length,
+                )
+                return WINDOW_PASSED, found
+            self.sleep(pause)
+
+    def create_case_recorded(self, case: dict[str, Any], record: CreateRecord, journal: Journal) -> str:
+        """One POST of the (stamped) ``case``, with ``record`` saved to ``journal`` before it (it may
+        reach the server from now on) and after it (settled, or unclear from now)."""
+        record.sending(self.clock())
+        journal.save(record.to_json())
+        try:
+            name = self.create_case(case)
+        except (EmedgeneAmbiguousCreateError, EmedgeneUnexpectedResponseError):
+            # A lost answer, a 5xx, or a success whose body we cannot read: it may have applied.
+            record.unclear(self.clock())
+            journal.save(record.to_json())
+            raise
+        except EmedgeneError:
+            # A definite refusal (4xx), or a failure before anything was sent: nothing is pending.
+            record.answered()
+            journal.save(record.to_json())
+            raise
+        record.answered(name)
+        journal.save(record.to_json())
+        return name
+
+    def create_case_once(
+        self,
+        case: dict[str, Any],
+        key: str,
+        *,
+        since: float | None = None,
+        journal: Journal | None = None,
+        wait: bool = True,
+        failures: Sequence[str] | None = None,
+    ) -> tuple[str, bool]:
         """Create ``case`` stamped with ``key`` so that it is created at most once.
 
-        When a create's answer is lost (:class:`EmedgeneAmbiguousCreateError`), the case is looked
-        up by its key before any second POST: found, it is returned; not found, the server never
-        applied it and the POST is sent again, up to the retry policy's attempts. Returns the case
-        name and whether this call created it (False: found after a lost answer).
+        After an unclear create (answer lost, timeout, any 5xx) no second POST goes out until the
+        key has stayed absent from the tenant for the connection's ``reconcile_window`` (counted
+        from the last attempt that may have reached the server), and a case that shows up
+        meanwhile is adopted. ``journal`` keeps what is known about the POSTs across calls (the
+        operator's durable task state); a record it holds of an unclear or in-flight POST is
+        settled before anything is sent. ``since`` bounds look-ups when the journal has no first
+        attempt. ``wait=False`` and ``failures``: see :meth:`reconcile_create`. Returns the case name
+        and whether this call created it (False: an earlier, unclear POST did).
         """
         stamped = with_idempotency_key(case, key)
-        since = time.time() - CLOCK_SKEW
+        journal = journal if journal is not None else MemoryJournal()
+        record = CreateRecord.from_json(journal.load(), key) or CreateRecord(key)
         attempts = max(1, self.config.retry.max_attempts)
         for attempt in range(1, attempts + 1):
+            if record.unclear_since(self.clock()) is not None:
+                decision, found = self.reconcile_create(
+                    key, record, since=lookup_since(record, since), wait=wait, failures=failures
+                )
+                if decision == ADOPT and found is not None:
+                    record.answered(str(found["name"]))
+                    journal.save(record.to_json())
+                    log.warning(
+                        "Emedgene create_case: adopted case %s (status %r), created by the unclear create "
+                        "with idempotency key %r: not creating another",
+                        found["name"],
+                        found.get("status"),
+                        key,
+                    )
+                    return str(found["name"]), False
+                if decision == CREATE_ANEW and found is not None:
+                    log.warning(
+                        "Emedgene create_case: case %s from an earlier try is in failure status %r "
+                        "(idempotency key %r): creating a new case",
+                        found["name"],
+                        found.get("status"),
+                        key,
+                    )
+                record.answered()
+                journal.save(record.to_json())
             try:
-                return self.create_case(stamped), True
+                return self.create_case_recorded(stamped, record, journal), True
             except EmedgeneAmbiguousCreateError as exc:
-                log.warning("Emedgene create_case: %s Looking the case up by its key %r.", exc, key)
+                log.warning("Emedgene create_case (idempotency key %r): %s", key, exc)
                 if attempt == attempts:
                     raise
-                found = next(self.cases_with_idempotency_key(key, since=since), None)
-                if found:
-                    log.warning("Emedgene create_case: the lost create did apply: case %s", found["name"])
-                    return str(found["name"]), False
-                self.sleep(self.config.retry.backoff(attempt))
         raise AssertionError("unreachable")
