@@ -1,6 +1,8 @@
 """Waiting on a case, for the sensor and the create operator alike: one check, one blocking wait,
 and resuming from the trigger's event. Decisions come from :func:`emedgene_provider.client.status.evaluate`,
-the same function the trigger uses, so the three paths cannot disagree."""
+the same function the trigger uses, so the three paths cannot disagree. A status nobody declared
+is "not yet" (fail closed) and warned about once per wait, through an
+:class:`~emedgene_provider.client.status.UnrecognisedStatusNotice` the caller keeps for that wait."""
 
 from __future__ import annotations
 
@@ -49,20 +51,28 @@ def check_case(
     failures: tuple[str, ...] | list[str] | None,
     *,
     soft_fail: bool = False,
+    notice: lifecycle.UnrecognisedStatusNotice | None = None,
 ) -> str | None:
     """The case's status if the wait is over, None if not yet; raises if the case failed.
 
-    A tenant outage that outlasted the hook's retries is "not yet" (logged), not a failure.
+    A tenant outage that outlasted the hook's retries is "not yet" (logged), not a failure. So is
+    a status that is neither in the lifecycle nor in the connection's ``custom_statuses``: it is
+    warned about once per ``notice`` (one per wait; without one, at every check).
     """
     try:
         status = hook.get_case_status(case_name)
     except EmedgeneUnavailableError as exc:
         log.warning("Emedgene case %s: %s; will check again", case_name, exc)
         return None
-    outcome = lifecycle.evaluate(status, targets, failures)
+    custom = hook.config.custom_statuses
+    outcome = lifecycle.evaluate(status, targets, failures, custom)
     if outcome == lifecycle.FAILED:
         raise failed(case_name, status, soft_fail=soft_fail)
     log.info("Emedgene case %s is %r (waiting for %s)", case_name, status, " or ".join(targets))
+    if outcome == lifecycle.WAITING:
+        warning = (notice or lifecycle.UnrecognisedStatusNotice()).check(case_name, status, targets, custom)
+        if warning:
+            log.warning("%s", warning)
     return status if outcome == lifecycle.SUCCESS else None
 
 
@@ -77,8 +87,9 @@ def wait_blocking(
 ) -> str:
     """Poll until the wait is over; raise on failure or when ``timeout`` seconds have passed."""
     deadline = time.monotonic() + timeout
+    notice = lifecycle.UnrecognisedStatusNotice()
     while True:
-        status = check_case(hook, case_name, targets, failures)
+        status = check_case(hook, case_name, targets, failures, notice=notice)
         if status is not None:
             return status
         remaining = deadline - time.monotonic()

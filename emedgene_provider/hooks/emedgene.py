@@ -7,13 +7,14 @@ before anything can fail, and exposes the client's calls as the hook's public me
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import Any
 
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
 from emedgene_provider.client.config import ClientConfig, config_from_conn
+from emedgene_provider.client.reconcile import Journal
 from emedgene_provider.client.sync import EmedgeneClient
 from emedgene_provider.connection_fields import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 
@@ -89,9 +90,10 @@ class EmedgeneHook(BaseHook):
         except Exception as exc:  # a bad connection must answer False, not crash the UI
             return False, str(exc)
 
-    def iter_cases(self, page_size: int = 100) -> Iterator[dict[str, Any]]:
-        """Every case visible to the user, lazily, paging with ``from``/``size``."""
-        return self.client.iter_cases(page_size)
+    def iter_cases(self, page_size: int = 100, *, max_pages: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every case visible to the user, lazily, paging with ``from``/``size``; with ``max_pages``,
+        an error rather than paging past that many pages."""
+        return self.client.iter_cases(page_size, max_pages=max_pages)
 
     def list_storage_providers(self) -> list[dict[str, Any]]:
         """The storage providers the user can read sample files from."""
@@ -103,15 +105,33 @@ class EmedgeneHook(BaseHook):
         create whose answer was lost."""
         return self.client.create_case(case)
 
-    def create_case_once(self, case: dict[str, Any], key: str) -> tuple[str, bool]:
-        """Create ``case`` stamped with the idempotency ``key``; after a lost answer, look the case up
-        by its key before any second POST. Returns ``(case name, created by this call)``."""
-        return self.client.create_case_once(case, key)
+    def create_case_once(
+        self,
+        case: dict[str, Any],
+        key: str,
+        *,
+        since: float | None = None,
+        journal: Journal | None = None,
+        wait: bool = True,
+        failures: Sequence[str] | None = None,
+    ) -> tuple[str, bool]:
+        """Create ``case`` stamped with the idempotency ``key``, at most once: after an unclear create
+        no second POST goes out until the key has stayed absent for the connection's
+        ``reconcile_window``, and a case that appears meanwhile is adopted. ``journal`` keeps what is
+        known about the POSTs across task tries; ``wait=False`` raises
+        :class:`~emedgene_provider.client.errors.EmedgeneCreatePendingError` instead of waiting out a
+        window; ``failures`` are statuses, beyond the lifecycle's, that make a case found by its key
+        a failed one. Returns ``(case name, created by this call)``."""
+        return self.client.create_case_once(
+            case, key, since=since, journal=journal, wait=wait, failures=failures
+        )
 
-    def cases_with_idempotency_key(self, key: str, *, since: float | None = None) -> Iterator[dict[str, Any]]:
-        """Cases stamped with ``key`` (``name``, ``status``), newest first, lazily; ``since``
-        (epoch seconds) skips cases created earlier."""
-        return self.client.cases_with_idempotency_key(key, since=since)
+    def cases_with_idempotency_key(
+        self, key: str, *, since: float | None = None, max_pages: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Cases stamped with ``key`` (``name``, ``status``, ``created``), newest first, lazily;
+        ``since`` (epoch seconds) skips cases created earlier; fails after ``max_pages`` pages."""
+        return self.client.cases_with_idempotency_key(key, since=since, max_pages=max_pages)
 
     def validate_case(self, case: dict[str, Any]) -> None:
         """Server-side validation (``?dry_run=true``); raises with the server's message."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.providers.common.compat.sdk import (
+    AirflowException,
     AirflowFailException,
     BaseOperator,
     ObjectStoragePath,
@@ -19,11 +20,17 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from emedgene_provider.client import status as lifecycle
-from emedgene_provider.client.errors import EmedgeneNotFoundError
+from emedgene_provider.client.errors import EmedgeneCreatePendingError, EmedgeneNotFoundError
 from emedgene_provider.client.payload import CLOCK_SKEW, case_problems
+from emedgene_provider.client.reconcile import CreateRecord, Journal, MemoryJournal
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.links.emedgene import XCOM_CASE_URL, EmedgeneCaseLink
-from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger
+from emedgene_provider.triggers.emedgene import (
+    EVENT_ABSENT,
+    EVENT_FOUND,
+    EmedgeneCaseStatusTrigger,
+    EmedgeneCreateReconcileTrigger,
+)
 from emedgene_provider.waiting import DEFAULT_TARGETS, check_case, resume, status_list, wait_blocking
 
 #: Above this many bytes of JSON a result belongs in object storage, not in XCom.
@@ -167,34 +174,164 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         return str(self.execute_resumable(context))
 
     def submit_job(self, context: Any) -> str:
-        ti = context["ti"]
-        if int(getattr(ti, "try_number", 1) or 1) > 1:
-            since = run_started(context)
-            for found in self.hook.cases_with_idempotency_key(self._key, since=since):
-                status = str(found.get("status") or self.hook.get_case_status(found["name"]))
-                if not lifecycle.is_failure(status):
-                    self.log.info(
-                        "Reattaching to Emedgene case %s (status %r), created by an earlier try of this "
-                        "task (key %r): not creating another",
-                        found["name"],
-                        status,
-                        self._key,
-                    )
-                    self._announce(context, found["name"])
-                    return str(found["name"])
-                self.log.warning(
-                    "Emedgene case %s from an earlier try is in failure status %r: creating a new case",
+        """Create the case, or find the one an earlier try (or an unclear create) made.
+
+        What is known about this key's POSTs is kept in the durable task state (Airflow 3.3+), written
+        before every POST, so a retry knows whether one may be pending and since when. Where nothing
+        durable exists (Airflow 2.11, ``durable=False``) a retry assumes an unclear create just now:
+        it adopts a case that appears within the ``reconcile_window`` and creates one only after it.
+        """
+        journal, durable = self._journal(context)
+        record = CreateRecord.from_json(journal.load(), self._key)
+        retry = int(getattr(context["ti"], "try_number", 1) or 1) > 1
+        if record is not None and record.case_name and record.unclear_since(self._now()) is None:
+            found = self._earlier_case(record.case_name)
+            if found is not None:
+                return found
+        elif record is None and retry and durable:
+            # Every POST is recorded before it is sent, so nothing was; a look-up by key still
+            # covers a record lost to the store's retention.
+            found = self._reattach_by_key(context)
+            if found is not None:
+                return found
+        elif record is None and retry:
+            self.log.warning(
+                "Emedgene create (key %r): this is try %s and nothing durable says whether an earlier try "
+                "sent a create (no task state store on this Airflow, or durable=False): treating it as an "
+                "unclear create made just now",
+                self._key,
+                context["ti"].try_number,
+            )
+            journal.save(CreateRecord(self._key, unclear_at=self._now(), assumed=True).to_json())
+        return self._create(context, journal)
+
+    def _now(self) -> float:
+        """Epoch seconds, from the client's clock (tests replace it together with its sleep)."""
+        return self.hook.client.clock()
+
+    def _journal(self, context: Any) -> tuple[Journal, bool]:
+        """Where the create record lives: the durable task state store, else this try's memory."""
+        store = context.get("task_state_store")
+        if store is not None and getattr(self, "durable", False):
+            return _StoreJournal(store), True
+        return MemoryJournal(), False
+
+    def _earlier_case(self, case_name: str) -> str | None:
+        """The case an earlier try created (recorded with its POST) if it is alive, else None."""
+        status = self.get_job_status(case_name, None)
+        if status == GONE or self._outcome(status) == lifecycle.FAILED:
+            return None
+        self.log.info(
+            "Reattaching to Emedgene case %s (status %r), created by an earlier try of this task (key %r): "
+            "not creating another",
+            case_name,
+            status,
+            self._key,
+        )
+        return case_name
+
+    def _reattach_by_key(self, context: Any) -> str | None:
+        for found in self.hook.cases_with_idempotency_key(self._key, since=run_started(context)):
+            status = str(found.get("status") or self.hook.get_case_status(found["name"]))
+            if self._outcome(status) != lifecycle.FAILED:
+                self.log.info(
+                    "Reattaching to Emedgene case %s (status %r), created by an earlier try of this "
+                    "task (key %r): not creating another",
                     found["name"],
                     status,
+                    self._key,
                 )
-                break  # the newest case of this task failed: a new one is due; older ones don't count
-        case_name, created = self.hook.create_case_once(self._case_json, self._key)
+                self._announce(context, found["name"])
+                return str(found["name"])
+            self.log.warning(
+                "Emedgene case %s from an earlier try is in failure status %r: creating a new case",
+                found["name"],
+                status,
+            )
+            break  # the newest case of this task failed: a new one is due; older ones don't count
+        return None
+
+    def _create(self, context: Any, journal: Journal) -> str:
+        """POST the case (settling any pending unclear create first). Blocking, the reconcile window
+        is waited out here; deferrable, in the triggerer (this raises TaskDeferred)."""
+        try:
+            case_name, created = self.hook.create_case_once(
+                self._case_json,
+                self._key,
+                since=run_started(context),
+                journal=journal,
+                wait=not self.deferrable,
+                failures=self._key_failures(),
+            )
+        except EmedgeneCreatePendingError as pending:
+            record = CreateRecord.from_json(journal.load(), self._key) or CreateRecord(self._key)
+            start = record.unclear_since(self._now()) or self._now()
+            self.log.warning(
+                "Emedgene create (key %r): unclear, and the key is not listed yet; waiting in the "
+                "triggerer until the key has stayed absent for %g s before creating the case again",
+                self._key,
+                self.hook.config.reconcile_window,
+            )
+            self.defer(
+                trigger=EmedgeneCreateReconcileTrigger(
+                    idempotency_key=self._key,
+                    emedgene_conn_id=self.emedgene_conn_id,
+                    window_start=start,
+                    window=self.hook.config.reconcile_window,
+                    since=pending.since,
+                    assumed=record.assumed,
+                    failure_statuses=self._key_failures(),
+                ),
+                method_name="execute_reconciled",
+            )
         if created:
             self.log.info("Created Emedgene case %s (key %r)", case_name, self._key)
         else:
-            self.log.warning("Emedgene case %s was created although its answer was lost; using it", case_name)
+            self.log.warning(
+                "Reattaching to Emedgene case %s, found by its idempotency key %r (made by an earlier try "
+                "or an unclear create): not creating another",
+                case_name,
+                self._key,
+            )
         self._announce(context, case_name)
         return case_name
+
+    def execute_reconciled(self, context: Any, event: dict[str, Any] | None = None) -> str:
+        """Back from :class:`EmedgeneCreateReconcileTrigger`: adopt the case it found, or create the
+        case now that its key stayed absent for the whole window (which may defer again)."""
+        self._announced = None
+        self._case_json = self.load_case(context)
+        self._key = self.idempotency_key or default_idempotency_key(context)
+        event = event or {}
+        kind = event.get("status")
+        if kind not in (EVENT_FOUND, EVENT_ABSENT):
+            raise AirflowException(
+                str(event.get("message") or f"Emedgene reconcile trigger failed: {event!r}")
+            )
+        journal, _durable = self._journal(context)
+        record = CreateRecord.from_json(journal.load(), self._key) or CreateRecord(self._key)
+        if kind == EVENT_FOUND:
+            case_name = str(event["case_name"])
+            record.answered(case_name)
+            journal.save(record.to_json())
+            self.log.warning(
+                "Emedgene case %s (status %r) carries key %r: the unclear create did apply; adopting it, "
+                "not creating another",
+                case_name,
+                event.get("case_status"),
+                self._key,
+            )
+            self._announce(context, case_name)
+        else:
+            self.log.warning("%s: creating the case again", event.get("message"))
+            record.answered()  # the window passed: nothing is pending any more
+            journal.save(record.to_json())
+            case_name = self._create(context, journal)
+        store = context.get("task_state_store")
+        if store is not None and getattr(self, "durable", False):
+            store.set(self.external_id_key, case_name)  # what execute_resumable does after submit_job
+        self.poll_until_complete(case_name, context)
+        return str(self.get_job_result(case_name, context))
 
     def get_job_status(self, external_id: Any, context: Any) -> str:
         """The recorded case's status; :data:`GONE` if it no longer exists (create anew)."""
@@ -205,7 +342,7 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
                 "Emedgene case %s from an earlier try no longer exists: creating a new case", external_id
             )
             return GONE
-        if lifecycle.is_failure(status):
+        if self._outcome(status) == lifecycle.FAILED:
             self.log.warning(
                 "Emedgene case %s from an earlier try is in failure status %r: creating a new case",
                 external_id,
@@ -214,11 +351,24 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         return status
 
     def _outcome(self, status: str) -> str:
+        """An earlier try's case: FAILED creates anew, WAITING reattaches and waits, SUCCESS returns it.
+
+        Without ``wait_for_completion`` the task's job is the create, done once the case exists and
+        has not failed. With it, the wait decides as everywhere (fail closed): a status neither in
+        the lifecycle nor in the connection's ``custom_statuses`` is waited on, never a success, and
+        a status in the task's own ``failure_statuses`` is as failed as Issue reported. Every path
+        that meets an earlier try's case (durable record, key look-up) asks here, so they agree.
+        """
         if status == GONE:
             return lifecycle.FAILED
         if not self.wait_for_completion:
             return lifecycle.FAILED if lifecycle.is_failure(status) else lifecycle.SUCCESS
-        return lifecycle.evaluate(status, self._targets(), self._failures())
+        return lifecycle.evaluate(status, self._targets(), self._failures(), self.hook.config.custom_statuses)
+
+    def _key_failures(self) -> list[str] | None:
+        """The task's own failure statuses, for judging a case found by its key as :meth:`_outcome`
+        does (they matter only to a task that waits)."""
+        return self._failures() if self.wait_for_completion else None
 
     def is_job_active(self, status: str) -> bool:
         return self._outcome(status) == lifecycle.WAITING
@@ -275,6 +425,21 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         case_name = str((event or {}).get("case_name"))
         self.log.info("Emedgene case %s reached %r", case_name, status)
         return case_name
+
+
+class _StoreJournal:
+    """A create record kept in Airflow's durable task state (``context["task_state_store"]``)."""
+
+    key = "emedgene_create_attempt"
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def load(self) -> Any:
+        return self.store.get(self.key)
+
+    def save(self, data: dict[str, Any]) -> None:
+        self.store.set(self.key, data)
 
 
 def run_started(context: Any) -> float | None:

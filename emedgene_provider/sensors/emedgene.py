@@ -15,6 +15,7 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
+from emedgene_provider.client.status import UnrecognisedStatusNotice
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.links.emedgene import XCOM_CASE_URL, EmedgeneCaseLink
 from emedgene_provider.triggers.emedgene import EVENT_TIMEOUT, EmedgeneCaseStatusTrigger
@@ -24,8 +25,10 @@ from emedgene_provider.waiting import DEFAULT_TARGETS, check_case, resume, statu
 class EmedgeneCaseStatusSensor(BaseSensorOperator):
     """Wait for an Emedgene case to reach one of ``target_statuses`` (or any status past it).
 
-    Lifecycle-aware: a case already Finalized, or in a lab's custom status, has passed Delivered.
-    Statuses compare normalised (case, ``_``, ``-``). A failure status fails the task at once with
+    Lifecycle-aware: a case already Finalized, or in a custom status declared in the connection
+    extra ``custom_statuses``, has passed Delivered. Statuses compare normalised (case, ``_``,
+    ``-``). Any other status is "not yet" (fail closed), with a warning once per execution that
+    says how to declare it. A failure status fails the task at once with
     the case and status in the message (skips it with ``soft_fail``); it never waits out its timeout
     on a failed case. Stateless between pokes, so reschedule mode works.
 
@@ -56,6 +59,7 @@ class EmedgeneCaseStatusSensor(BaseSensorOperator):
         self.failure_statuses = failure_statuses
         self.emedgene_conn_id = emedgene_conn_id
         self.deferrable = deferrable
+        self._notice = UnrecognisedStatusNotice()
 
     @cached_property
     def hook(self) -> EmedgeneHook:
@@ -69,11 +73,19 @@ class EmedgeneCaseStatusSensor(BaseSensorOperator):
 
     def poke(self, context: Any) -> bool:
         return (
-            check_case(self.hook, self.case_name, self._targets(), self._failures(), soft_fail=self.soft_fail)
+            check_case(
+                self.hook,
+                self.case_name,
+                self._targets(),
+                self._failures(),
+                soft_fail=self.soft_fail,
+                notice=self._notice,
+            )
             is not None
         )
 
     def execute(self, context: Any) -> Any:
+        self._notice = UnrecognisedStatusNotice()  # an unknown status is warned about once per execution
         context["ti"].xcom_push(key=XCOM_CASE_URL, value=self.hook.config.case_url(self.case_name))
         if not self.deferrable:
             return super().execute(context)

@@ -21,6 +21,16 @@ from emedgene_provider.client import status as lifecycle
 from emedgene_provider.client.aio import AsyncEmedgeneClient
 from emedgene_provider.client.config import config_from_conn
 from emedgene_provider.client.errors import EmedgeneError, EmedgeneUnavailableError
+from emedgene_provider.client.reconcile import (
+    ADOPT,
+    CREATE_ANEW,
+    LOOKUP_FIRST_WAIT,
+    LOOKUP_MAX_WAIT,
+    CreateRecord,
+    Window,
+    describe_lookup,
+    verdict,
+)
 
 #: Event ``status`` values; operators and the sensor resume on these.
 EVENT_SUCCESS = "success"
@@ -34,7 +44,9 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
 
     :param case_name: the case (``EMG`` + 9 digits).
     :param emedgene_conn_id: the Emedgene connection.
-    :param target_statuses: statuses that end the wait successfully (or any later in the lifecycle).
+    :param target_statuses: statuses that end the wait successfully (or any known to be later in the
+        lifecycle; a status neither in the lifecycle nor in the connection's ``custom_statuses``
+        keeps the wait going, with a warning once per run).
     :param failure_statuses: statuses that end it as failed; None for the lifecycle's failures.
     :param poll_interval: seconds between polls.
     :param end_time: absolute deadline (epoch seconds), so a resumed trigger keeps the task's timeout.
@@ -90,6 +102,8 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
             return
         async with client:
             case_status: str | None = None
+            custom = client.config.custom_statuses
+            notice = lifecycle.UnrecognisedStatusNotice()  # warns once per run, not at every poll
             while True:
                 try:
                     case_status = await client.get_case_status(self.case_name)
@@ -101,7 +115,9 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
                     yield self._event(EVENT_ERROR, str(exc), case_status)
                     return
                 else:
-                    outcome = lifecycle.evaluate(case_status, self.target_statuses, self.failure_statuses)
+                    outcome = lifecycle.evaluate(
+                        case_status, self.target_statuses, self.failure_statuses, custom
+                    )
                     if outcome == lifecycle.SUCCESS:
                         yield self._event(
                             EVENT_SUCCESS, f"Emedgene case {self.case_name} is {case_status!r}", case_status
@@ -115,6 +131,9 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
                         )
                         return
                     self.log.info("Emedgene case %s is %r; waiting", self.case_name, case_status)
+                    warning = notice.check(self.case_name, case_status, self.target_statuses, custom)
+                    if warning:
+                        self.log.warning("%s", warning)
                 remaining = self.end_time - time.time()
                 if remaining <= 0:
                     yield self._event(
@@ -125,3 +144,124 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
                     )
                     return
                 await asyncio.sleep(min(self.poll_interval, remaining))
+
+
+#: Event ``status`` values of :class:`EmedgeneCreateReconcileTrigger`.
+EVENT_FOUND = "found"
+EVENT_ABSENT = "absent"
+
+
+class EmedgeneCreateReconcileTrigger(BaseTrigger):
+    """Wait out the reconcile window of an unclear create in the triggerer, not in a worker slot.
+
+    Looks the idempotency key up with backoff (the same look-up and decisions as the sync client:
+    :mod:`emedgene_provider.client.reconcile`) until a case answers it (event ``found``, with the
+    case) or the key has stayed absent for the whole window (event ``absent``: the operator may
+    POST again). A tenant outage is not absence: the window only passes on a look-up that
+    succeeded after its end. Holds only primitives: the key, the connection id, times.
+
+    :param idempotency_key: the key stamped into the case.
+    :param emedgene_conn_id: the Emedgene connection.
+    :param window_start: epoch seconds the window counts from (the unclear attempt).
+    :param window: the window's length, in seconds.
+    :param since: cases created before this (epoch seconds) are not looked at.
+    :param assumed: the unclear attempt is a guess (no durable record): a failed case then answers it.
+    :param failure_statuses: statuses, beyond the lifecycle's, that make a found case a failed one.
+    """
+
+    def __init__(
+        self,
+        idempotency_key: str,
+        emedgene_conn_id: str,
+        window_start: float,
+        window: float,
+        since: float | None = None,
+        assumed: bool = False,
+        failure_statuses: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.idempotency_key = idempotency_key
+        self.emedgene_conn_id = emedgene_conn_id
+        self.window_start = float(window_start)
+        self.window = float(window)
+        self.since = None if since is None else float(since)
+        self.assumed = bool(assumed)
+        self.failure_statuses = None if failure_statuses is None else list(failure_statuses)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "idempotency_key": self.idempotency_key,
+                "emedgene_conn_id": self.emedgene_conn_id,
+                "window_start": self.window_start,
+                "window": self.window,
+                "since": self.since,
+                "assumed": self.assumed,
+                "failure_statuses": self.failure_statuses,
+            },
+        )
+
+    def _event(self, status: str, message: str, found: dict[str, Any] | None = None) -> TriggerEvent:
+        return TriggerEvent(
+            {
+                "status": status,
+                "idempotency_key": self.idempotency_key,
+                "case_name": None if found is None else found.get("name"),
+                "case_status": None if found is None else found.get("status"),
+                "since": self.since,
+                "message": message,
+            }
+        )
+
+    async def _client(self) -> AsyncEmedgeneClient:
+        from airflow.providers.common.compat.connection import get_async_connection
+
+        conn = await get_async_connection(self.emedgene_conn_id)
+        return AsyncEmedgeneClient(config_from_conn(conn, on_secret=mask_secret))
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        key = self.idempotency_key
+        try:
+            client = await self._client()
+        except Exception as exc:
+            yield self._event(
+                EVENT_ERROR, f"Emedgene create (idempotency key {key!r}): cannot connect: {exc}"
+            )
+            return
+        record = CreateRecord(key, unclear_at=self.window_start, assumed=self.assumed)
+        window = Window(self.window_start, self.window)
+        checked: set[str] = set()  # cases read and found without the key: read once per window
+        async with client:
+            while True:
+                try:
+                    found = await client.newest_case_with_idempotency_key(
+                        key, since=self.since, not_matching=checked
+                    )
+                except EmedgeneUnavailableError as exc:
+                    self.log.warning("Emedgene look-up of idempotency key %r: %s; trying again", key, exc)
+                    await client.sleep(min(LOOKUP_MAX_WAIT, max(LOOKUP_FIRST_WAIT, window.length / 20)))
+                    continue
+                except EmedgeneError as exc:
+                    yield self._event(EVENT_ERROR, str(exc))
+                    return
+                decision = verdict(found, record, self.failure_statuses)
+                now = time.time()
+                self.log.info("Emedgene create: %s", describe_lookup(key, window, found, decision, now))
+                if decision == ADOPT:
+                    yield self._event(
+                        EVENT_FOUND,
+                        f"Emedgene case {found and found['name']} has idempotency key {key!r}",
+                        found,
+                    )
+                    return
+                pause = None if decision == CREATE_ANEW else window.next_wait(now)
+                if pause is None:
+                    yield self._event(
+                        EVENT_ABSENT,
+                        f"No live Emedgene case with idempotency key {key!r} appeared within the "
+                        f"{window.length:g} s reconcile window",
+                        found,
+                    )
+                    return
+                await client.sleep(pause)
