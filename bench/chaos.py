@@ -4,8 +4,10 @@ Each lifecycle runs ``EmedgeneCreateCaseOperator`` (create, then wait for Delive
 ``EmedgeneExportCaseOperator`` (export to a file), retrying a failed task as Airflow would (same
 task instance, next try number, same durable task state). Meanwhile the simulator faults a share
 of requests at random (429 with and without Retry-After, 500/502 HTML, 503, resets, answers slower
-than the client's timeout, lost create answers, lost answers), tokens are expired and revoked in
-the middle of waits, and the simulator restarts on its port.
+than the client's timeout, lost create answers, lost answers, creates a gateway answers 504 for
+and applies seconds later, creates answered after the timeout), new cases reach the case list up
+to 30 s late (a search index's lag), tokens are expired and revoked in the middle of waits, and
+the simulator restarts on its port.
 
 It prints, against a fault-free baseline measured in the same run:
 - cases created per lifecycle (must be exactly 1.00, and no lifecycle may own two cases);
@@ -46,7 +48,13 @@ FAULT_KINDS = (
     "slow",
     "lost_create",
     "lost_answer",
+    "gateway_then_apply",
+    "slow_create",
 )
+#: New cases reach the case list (a search index) up to this many seconds after their create.
+LIST_LAG_MAX = 30.0
+#: The reconcile window: longer than the list lag plus a gateway's delayed apply (up to 5 s).
+RECONCILE_WINDOW = 45.0
 CONN_ID = "emedgene_chaos"
 TASK_TRIES = 4  # as a DAG with retries=3
 
@@ -164,7 +172,14 @@ def _disrupt(sim: Any, stop: threading.Event, period: float, restarts: bool) -> 
 
 
 def run(
-    lifecycles: int, fault_rate: float, *, workers: int = 16, seed: int = 7, stage_seconds: float = 0.2
+    lifecycles: int,
+    fault_rate: float,
+    *,
+    workers: int = 16,
+    seed: int = 7,
+    stage_seconds: float = 0.2,
+    list_lag_max: float = LIST_LAG_MAX,
+    reconcile_window: float = RECONCILE_WINDOW,
 ) -> dict[str, Any]:
     """Run ``lifecycles`` lifecycles against a fresh simulator; return the figures."""
     from emedgene_provider.client.auth import TOKEN_CACHE
@@ -175,13 +190,21 @@ def run(
     case["test_data"]["extra_data"] = {"lims_id": "CHAOS"}
     TOKEN_CACHE.clear()
     with (
-        EmedgeneSimulator(stage_seconds=stage_seconds, seed=seed) as sim,
+        EmedgeneSimulator(
+            stage_seconds=stage_seconds, seed=seed, list_lag_max=list_lag_max if fault_rate else None
+        ) as sim,
         tempfile.TemporaryDirectory() as out,
     ):
         conn = sim.connection_json()
         # Short timeouts and waits: "slow" answers (1 s) outlast the 0.5 s timeout, and Retry-After
         # (1 s) is capped, so the run measures behaviour rather than sleeping.
-        conn["extra"] = {**conn.get("extra", {}), "timeout": 0.5, "max_retries": 8, "retry_max_wait": 0.2}
+        conn["extra"] = {
+            **conn.get("extra", {}),
+            "timeout": 0.5,
+            "max_retries": 8,
+            "retry_max_wait": 0.2,
+            "reconcile_window": reconcile_window,
+        }
         os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(conn)
         if fault_rate:
             sim.set_fault_rate(fault_rate, kinds=FAULT_KINDS, seed=seed)
@@ -235,12 +258,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-rate", type=float, default=0.25)
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--list-lag-max", type=float, default=LIST_LAG_MAX, help="seconds, under faults")
+    parser.add_argument("--reconcile-window", type=float, default=RECONCILE_WINDOW)
     args = parser.parse_args(argv)
     # Calling operators outside a task runner is the point here; keep that warning out of the output.
     for name in ("airflow.task.operators", "airflow.models.baseoperator", "airflow.task"):
         logging.getLogger(name).setLevel(logging.ERROR)
     baseline = run(max(10, args.lifecycles // 10), 0.0, workers=args.workers, seed=args.seed)
-    chaos = run(args.lifecycles, args.fault_rate, workers=args.workers, seed=args.seed)
+    chaos = run(
+        args.lifecycles,
+        args.fault_rate,
+        workers=args.workers,
+        seed=args.seed,
+        list_lag_max=args.list_lag_max,
+        reconcile_window=args.reconcile_window,
+    )
     ratio = chaos["requests_per_lifecycle"] / baseline["requests_per_lifecycle"]
     print(json.dumps({"baseline": baseline, "chaos": chaos}, indent=1))
     print(

@@ -10,8 +10,10 @@ import base64
 import json
 import logging
 import threading
+from pathlib import Path
 from unittest import mock
 
+import certifi
 import pytest
 import requests
 import urllib3
@@ -486,9 +488,9 @@ class TestTransport:
                 monkeypatch.delenv(name, raising=False)
             else:
                 monkeypatch.setenv(name, ca_bundle_env)
-        if verify == "CA_FILE":  # a CA bundle must exist to be accepted
+        if verify == "CA_FILE":  # a CA bundle must exist, and hold PEM certificates, to be accepted
             verify = str(tmp_path / "simulator-ca.pem")
-            (tmp_path / "simulator-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+            (tmp_path / "simulator-ca.pem").write_text(Path(certifi.where()).read_text())
         mock_login(requests_mock)
         requests_mock.get(STORAGE_URL, json={"hits": []})
         make_client(extra={"verify": verify}).list_storage_providers()

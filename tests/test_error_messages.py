@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from emedgene_provider.client.config import KNOWN_EXTRAS
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "emedgene_provider"
 TESTS = ROOT / "tests"
@@ -251,10 +253,12 @@ CASE = "EMG107903188"
 CASE_URL = f"{BASE}/api/test/{CASE}"
 CREATE_URL = BASE + "/api/cases/v2/cases"
 PASSWORD = "pw-Secret-1"
-KNOWN = (
+#: Every extra, in KNOWN_EXTRAS' order; extras added with later features follow case_url_template.
+KNOWN_FIRST = (
     "api_key, token_url, auth_type, verify, timeout, token_lifetime, max_retries, retry_max_wait, "
     "allow_http, case_url_template"
 )
+KNOWN = ", ".join([KNOWN_FIRST, *KNOWN_EXTRAS[KNOWN_EXTRAS.index("case_url_template") + 1 :]])
 
 
 def _config(host: str | None = BASE, login: str | None = "u", password: str | None = PASSWORD, extra=None):

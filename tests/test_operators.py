@@ -17,16 +17,18 @@ from airflow.providers.common.compat.sdk import (
 )
 from airflow_fixtures import (
     CASE_NAME_PATTERN,
+    FakeClock,
     FakeTI,
     connect,
     creates,
     make_context,
-    sim_conn,
     status_gets,
     valid_case,
 )
 
 import emedgene_provider
+from emedgene_provider import waiting
+from emedgene_provider.client import sync as client_sync
 from emedgene_provider.client.errors import EmedgeneInvalidRequestError
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.links.emedgene import XCOM_CASE_URL, EmedgeneCaseLink
@@ -39,8 +41,6 @@ from emedgene_provider.operators.emedgene import (
 from emedgene_provider.sensors.emedgene import EmedgeneCaseStatusSensor
 from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger
 from emedgene_provider.waiting import EmedgeneCaseFailedError
-
-__all__ = ["sim_conn"]  # a fixture, imported for pytest
 
 UNIT_KEY = "airflow:unit_dag:manual__unit:unit_task:-1"  # FakeTI's task instance
 CASE_FILES = Path(__file__).resolve().parent.parent / "dags_examples" / "cases"
@@ -214,15 +214,26 @@ def test_local_validation_lists_every_problem_and_sends_nothing(sim_conn) -> Non
 # -- create: waiting ----------------------------------------------------------------------------
 
 
-def test_create_waits_blocking_until_delivered(sim_conn) -> None:
+@pytest.fixture
+def clock(fake_clock: FakeClock) -> FakeClock:
+    """The blocking wait's sleeps and deadline on virtual time."""
+    fake_clock.install(waiting)
+    return fake_clock
+
+
+def test_create_waits_blocking_until_delivered(emedgene_simulator_factory, monkeypatch, clock) -> None:
+    sim = emedgene_simulator_factory(stage_seconds=600)  # Uploading until the test says otherwise
+    connect(monkeypatch, sim)
     ti = FakeTI()
+    # The case name is announced before the wait: deliver the case during the first wait.
+    clock.on_sleep(1, lambda: sim.set_status(next(iter(ti.values("return_value"))), "Delivered"))
     op = EmedgeneCreateCaseOperator(
         task_id="create", case=valid_case(), wait_for_completion=True, deferrable=False, poll_interval=0.1
     )
     name = op.execute(make_context(ti))
-    assert EmedgeneHook().get_case_status(name) == "Delivered"
-    _assert_announced(ti, sim_conn, name)
-    assert status_gets(sim_conn) >= 2  # Uploading/In progress first, then Delivered
+    _assert_announced(ti, sim, name)
+    assert status_gets(sim) == 2  # Uploading, then Delivered
+    assert clock.sleeps == [0.1]
 
 
 def test_create_blocking_wait_fails_on_issue_reported_after_pushing(sim_conn) -> None:
@@ -243,7 +254,7 @@ def test_create_blocking_wait_fails_on_issue_reported_after_pushing(sim_conn) ->
     assert isinstance(raised.value, AirflowFailException)
 
 
-def test_create_blocking_wait_times_out(emedgene_simulator_factory, monkeypatch) -> None:
+def test_create_blocking_wait_times_out(emedgene_simulator_factory, monkeypatch, clock) -> None:
     sim = emedgene_simulator_factory(stage_seconds=600)
     connect(monkeypatch, sim)
     op = EmedgeneCreateCaseOperator(
@@ -251,12 +262,13 @@ def test_create_blocking_wait_times_out(emedgene_simulator_factory, monkeypatch)
         case=valid_case(),
         wait_for_completion=True,
         deferrable=False,
-        poll_interval=0.1,
-        timeout=0.3,
+        poll_interval=0.25,
+        timeout=1.0,
     )
-    with pytest.raises(AirflowException, match=r"EMG\d{9}: timed out after 0.3 s waiting for Delivered"):
+    with pytest.raises(AirflowException, match=r"EMG\d{9}: timed out after 1 s waiting for Delivered"):
         op.execute(make_context())
-    assert 2 <= status_gets(sim) <= 6
+    assert status_gets(sim) == 5  # t = 0, 0.25, 0.5, 0.75 and the deadline 1.0
+    assert clock.sleeps == [0.25] * 4
 
 
 def test_create_deferrable_defers_with_the_right_trigger(emedgene_simulator_factory, monkeypatch) -> None:
@@ -512,7 +524,8 @@ def test_a_retry_creates_anew_when_the_earlier_case_failed(sim_conn) -> None:
     assert _extra_data(again) == {"lims_id": "LIMS-UNIT-1"}  # same key as the failed one
 
 
-def test_other_task_instances_never_share_a_case(sim_conn) -> None:
+def test_other_task_instances_never_share_a_case(sim_conn, fake_clock: FakeClock) -> None:
+    fake_clock.install(client_sync)  # a retry with no durable record waits out a reconcile window
     first = EmedgeneCreateCaseOperator(task_id="create", case=valid_case()).execute(make_context(FakeTI()))
     other = EmedgeneCreateCaseOperator(
         task_id="create", case=valid_case(), idempotency_key="lab:{{ run_id }}"
@@ -525,3 +538,6 @@ def test_other_task_instances_never_share_a_case(sim_conn) -> None:
     assert sim_conn.counters()["cases_created"] == 2
     stamped = EmedgeneHook().get_case(second)["test_data"]["extra_data"]["airflow_idempotency_key"]
     assert stamped == "lab:manual__other"
+    # Nothing durable said when the earlier try's create happened, so the retry waited a whole
+    # reconcile window (default 600 s, on the virtual clock) for its key before creating.
+    assert sum(fake_clock.sleeps) >= 600

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
 from datetime import timedelta
 
@@ -13,17 +14,16 @@ from airflow.providers.common.compat.sdk import (
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
+    BaseSensorOperator,
     TaskDeferred,
 )
-from airflow_fixtures import FakeTI, make_context, sim_conn, status_gets, valid_case
+from airflow_fixtures import FakeClock, FakeTI, make_context, status_gets, valid_case
 
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.links.emedgene import XCOM_CASE_URL
 from emedgene_provider.sensors.emedgene import EmedgeneCaseStatusSensor
 from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger
 from emedgene_provider.waiting import EmedgeneCaseFailedError
-
-__all__ = ["sim_conn"]  # a fixture, imported for pytest
 
 
 @pytest.fixture
@@ -42,6 +42,14 @@ def _sensor(name: str, **kwargs) -> EmedgeneCaseStatusSensor:
     kwargs.setdefault("poke_interval", 0.1)
     kwargs.setdefault("timeout", 30)
     return EmedgeneCaseStatusSensor(task_id="wait", case_name=name, **kwargs)
+
+
+@pytest.fixture
+def clock(fake_clock: FakeClock) -> FakeClock:
+    """Poke mode's waits and its timeout on virtual time: Airflow's sensor loop sleeps and measures
+    its run duration through the ``time`` module of the module defining ``BaseSensorOperator``."""
+    fake_clock.install(sys.modules[BaseSensorOperator.__module__])
+    return fake_clock
 
 
 @pytest.fixture
@@ -65,7 +73,7 @@ def reschedule_without_db(monkeypatch):
     [
         ("Delivered", ["Delivered"], True),
         ("Finalized", ["Delivered"], True),
-        ("Sign-out review", ["Delivered"], True),  # a lab's custom status ranks past Delivered
+        ("Sign-out review", ["Delivered"], False),  # undeclared: fail closed (test_status_fail_closed)
         ("DELIVERED", ["Delivered"], True),
         ("delivered", ["DELIVERED"], True),
         ("In progress", ["in_progress"], True),
@@ -107,24 +115,25 @@ def test_custom_failure_statuses_replace_the_defaults(case_in) -> None:
 # -- poke mode ------------------------------------------------------------------------------------
 
 
-def test_poke_mode_waits_through_the_lifecycle(sim_conn) -> None:
-    name = EmedgeneHook().create_case(valid_case())  # Uploading, In progress, then Delivered
+def test_poke_mode_waits_through_the_lifecycle(case_in, sim_conn, clock) -> None:
+    name = case_in("Uploading")  # then In progress after the first wait, Delivered after the second
+    clock.on_sleep(1, lambda: sim_conn.set_status(name, "In progress"))
+    clock.on_sleep(2, lambda: sim_conn.set_status(name, "Delivered"))
     ti = FakeTI()
     sensor = _sensor(name, mode="poke")
     assert sensor.execute(make_context(ti)) is None
     assert ti.pushed == [(XCOM_CASE_URL, f"{sim_conn.url}/case/{name}")]
-    assert EmedgeneHook().get_case_status(name) == "Delivered"
-    assert status_gets(sim_conn) >= 3  # at least two "not yet" and the Delivered one
+    assert status_gets(sim_conn) == 3  # Uploading, In progress, Delivered
+    assert clock.sleeps == [0.1, 0.1]  # one poke interval between polls
 
 
-def test_poke_mode_fails_fast_on_a_failed_case(case_in, sim_conn) -> None:
+def test_poke_mode_fails_fast_on_a_failed_case(case_in, sim_conn, clock) -> None:
     name = case_in("Issue reported")
-    started = time.monotonic()
     with pytest.raises(
         EmedgeneCaseFailedError, match=re.escape(f"{name} is in failure status 'Issue reported'")
     ):
         _sensor(name, mode="poke", poke_interval=5, timeout=60).execute(make_context())
-    assert time.monotonic() - started < 5  # never slept: failed on the first poke
+    assert clock.sleeps == []  # never slept: failed on the first poke
     assert status_gets(sim_conn) == 1
 
 
@@ -135,14 +144,16 @@ def test_poke_mode_soft_fail_skips_on_a_failed_case(case_in) -> None:
     assert f"Emedgene case {name} is in failure status 'Trash bin'" in str(raised.value)
 
 
-def test_poke_mode_times_out_on_a_case_that_stays_in_progress(case_in, sim_conn) -> None:
+def test_poke_mode_times_out_on_a_case_that_stays_in_progress(case_in, sim_conn, clock) -> None:
     name = case_in("In progress")
     with pytest.raises(AirflowSensorTimeout):
-        _sensor(name, mode="poke", timeout=0.3).execute(make_context())
-    assert 2 <= status_gets(sim_conn) <= 6
+        _sensor(name, mode="poke", poke_interval=0.25, timeout=1.0).execute(make_context())
+    # Pokes at t = 0, 0.25, 0.5, 0.75, 1.0 (not yet over the timeout) and 1.25 (over it).
+    assert status_gets(sim_conn) == 6
+    assert clock.sleeps == [0.25] * 5
 
 
-def test_poke_mode_rides_out_a_tenant_outage(sim_conn, monkeypatch) -> None:
+def test_poke_mode_rides_out_a_tenant_outage(sim_conn, monkeypatch, clock) -> None:
     """Retries spent on 503s make the poke answer "not yet", not fail the task."""
     from airflow_fixtures import connect
 
@@ -155,6 +166,7 @@ def test_poke_mode_rides_out_a_tenant_outage(sim_conn, monkeypatch) -> None:
     assert _sensor(name, mode="poke").execute(make_context()) is None
     assert sim_conn.counters()["faults_injected"] == 2
     assert status_gets(sim_conn) == 3
+    assert clock.sleeps == [0.1, 0.1]  # two "not yet" pokes, each followed by one interval
 
 
 # -- reschedule mode --------------------------------------------------------------------------------
@@ -224,7 +236,7 @@ def test_deferrable_defaults_in_the_trigger(case_in) -> None:
     assert trigger.failure_statuses is None
 
 
-@pytest.mark.parametrize("status", ["Delivered", "Finalized", "Sign-out review"])
+@pytest.mark.parametrize("status", ["Delivered", "Finalized"])
 def test_deferrable_does_not_defer_when_already_there(case_in, sim_conn, status) -> None:
     name = case_in(status)
     ti = FakeTI()

@@ -378,7 +378,9 @@ def test_issue_reported_is_never_delivered(emedgene_simulator_factory: Factory) 
 
 
 def test_finalized_and_custom_outcomes(emedgene_simulator_factory: Factory) -> None:
-    sim = emedgene_simulator_factory(stage_seconds=0.05, outcome="Awaiting sign-out")
+    sim = emedgene_simulator_factory(
+        stage_seconds=0.05, outcome="Awaiting sign-out", custom_statuses=["Awaiting sign-out"]
+    )
     session = login(sim)
     finalized = create(sim, session, make_case(outcome=st.FINALIZED))
     custom = create(sim, session)
@@ -386,7 +388,7 @@ def test_finalized_and_custom_outcomes(emedgene_simulator_factory: Factory) -> N
     assert _in_lifecycle_order(seen, [st.UPLOADING, st.IN_PROGRESS, st.DELIVERED, st.FINALIZED])
     seen = watch(sim, session, custom, "Awaiting sign-out")
     assert _in_lifecycle_order(seen, [st.UPLOADING, st.IN_PROGRESS, st.DELIVERED, "Awaiting sign-out"])
-    # A custom status ranks past Delivered: results are available.
+    # A declared custom status ranks past Delivered: results are available.
     assert session.get(f"{sim.url}/api/candidates/{custom}").status_code == 200
 
 

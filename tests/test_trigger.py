@@ -8,22 +8,32 @@ import json
 import time
 
 import pytest
-from airflow_fixtures import connect, sim_conn, status_gets, valid_case
+from airflow_fixtures import FakeClock, connect, status_gets, valid_case
 
 from emedgene_provider.hooks.emedgene import EmedgeneHook
+from emedgene_provider.triggers import emedgene as trigger_module
 from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger
-
-__all__ = ["sim_conn"]  # a fixture, imported for pytest
 
 CLASSPATH = "emedgene_provider.triggers.emedgene.EmedgeneCaseStatusTrigger"
 
 
-def _trigger(name: str, *, timeout: float = 30, **kwargs) -> EmedgeneCaseStatusTrigger:
+@pytest.fixture
+def clock(fake_clock: FakeClock) -> FakeClock:
+    """The trigger's deadline and its sleeps between polls on virtual time."""
+    fake_clock.install(trigger_module)
+    return fake_clock
+
+
+def _trigger(
+    name: str, *, timeout: float = 30, clock: FakeClock | None = None, **kwargs
+) -> EmedgeneCaseStatusTrigger:
+    """A trigger whose deadline is ``timeout`` seconds away, on ``clock`` if given, else real time."""
     kwargs.setdefault("emedgene_conn_id", "emedgene_default")
     kwargs.setdefault("target_statuses", ["Delivered"])
     kwargs.setdefault("failure_statuses", None)
     kwargs.setdefault("poll_interval", 0.1)
-    return EmedgeneCaseStatusTrigger(case_name=name, end_time=time.time() + timeout, **kwargs)
+    now = clock.time() if clock is not None else time.time()
+    return EmedgeneCaseStatusTrigger(case_name=name, end_time=now + timeout, **kwargs)
 
 
 async def _events(trigger: EmedgeneCaseStatusTrigger, limit: float = 20) -> list[dict]:
@@ -113,14 +123,17 @@ async def test_success_when_delivered(sim_conn) -> None:
     assert status_gets(sim_conn) == 1
 
 
-async def test_success_after_waiting_through_the_lifecycle(sim_conn) -> None:
-    name = _case(sim_conn)  # Uploading, In progress, Delivered at 0.2 s a stage
-    (event,) = await _events(_trigger(name))
+async def test_success_after_waiting_through_the_lifecycle(sim_conn, clock) -> None:
+    name = _case(sim_conn, "Uploading")  # then In progress after the first wait, Delivered after the second
+    clock.on_sleep(1, lambda: sim_conn.set_status(name, "In progress"))
+    clock.on_sleep(2, lambda: sim_conn.set_status(name, "Delivered"))
+    (event,) = await _events(_trigger(name, clock=clock))
     assert (event["status"], event["case_status"]) == ("success", "Delivered")
-    assert 3 <= status_gets(sim_conn) <= 10
+    assert status_gets(sim_conn) == 3
+    assert clock.sleeps == [0.1, 0.1]
 
 
-@pytest.mark.parametrize("status", ["Finalized", "Sign-out review"])
+@pytest.mark.parametrize("status", ["Finalized"])  # declared custom statuses: test_status_fail_closed
 async def test_success_when_past_the_target(sim_conn, status) -> None:
     name = _case(sim_conn, status)
     (event,) = await _events(_trigger(name))
@@ -150,11 +163,9 @@ async def test_failed_when_the_lifecycle_ends_in_issue_reported(
     assert (event["status"], event["case_status"]) == ("failed", "Issue reported")
 
 
-async def test_timeout_when_end_time_passes(sim_conn) -> None:
+async def test_timeout_when_end_time_passes(sim_conn, clock) -> None:
     name = _case(sim_conn, "In progress")
-    started = time.monotonic()
-    events = await _events(_trigger(name, timeout=0.5, poll_interval=0.2))
-    elapsed = time.monotonic() - started
+    events = await _events(_trigger(name, timeout=0.625, poll_interval=0.25, clock=clock))
     assert events == [
         {
             "status": "timeout",
@@ -163,8 +174,9 @@ async def test_timeout_when_end_time_passes(sim_conn) -> None:
             "message": f"Emedgene case {name}: timed out waiting for Delivered; last status 'In progress'",
         }
     ]
-    assert elapsed >= 0.45  # it waited out the deadline, not less
-    assert 3 <= status_gets(sim_conn) <= 5  # t = 0, 0.2, 0.4, 0.5
+    # Polls at t = 0, 0.25, 0.5 and, the last wait cut to what was left, at the deadline 0.625.
+    assert clock.sleeps == [0.25, 0.25, 0.125]
+    assert status_gets(sim_conn) == 4
 
 
 async def test_timeout_at_once_when_end_time_is_past(sim_conn) -> None:
@@ -214,30 +226,34 @@ async def test_error_for_an_unknown_connection(monkeypatch) -> None:
 # -- run(): resilience ------------------------------------------------------------------------------
 
 
-async def test_token_expired_mid_wait_is_renewed(sim_conn) -> None:
+async def test_token_expired_mid_wait_is_renewed(sim_conn, clock) -> None:
     name = _case(sim_conn, "In progress")
-    trigger = _trigger(name, poll_interval=0.1)
-
-    async def deliver_later() -> None:
-        while status_gets(sim_conn) < 2:
-            await asyncio.sleep(0.02)
-        await asyncio.to_thread(sim_conn.expire_tokens)
-        await asyncio.to_thread(sim_conn.set_status, name, "Delivered")
-
-    events, _ = await asyncio.gather(_events(trigger), deliver_later())
+    # After two "In progress" polls the token expires and the case is delivered.
+    clock.on_sleep(2, sim_conn.expire_tokens)
+    clock.on_sleep(2, lambda: sim_conn.set_status(name, "Delivered"))
+    events = await _events(_trigger(name, poll_interval=0.1, clock=clock))
     assert [(e["status"], e["case_status"]) for e in events] == [("success", "Delivered")]
-    assert sim_conn.counters()["logins"] == 2
+    assert sim_conn.counters()["logins"] == 2  # the creation's, then one renewal
+    assert status_gets(sim_conn) == 4  # two polls, the 403 and its repeat with the new token
 
 
 async def test_short_lived_tokens_are_renewed_within_one_wait(
-    emedgene_simulator_factory, monkeypatch
+    emedgene_simulator_factory, monkeypatch, clock
 ) -> None:
-    sim = emedgene_simulator_factory(stage_seconds=0.3, token_ttl=0.25)
+    """Tokens age on the simulator's own (real) clock: each of the two waits lets more real time
+    pass than a token lives, so each following poll meets an expired token, whatever the load."""
+    ttl = 0.25
+    sim = emedgene_simulator_factory(token_ttl=ttl)
     connect(monkeypatch, sim)
-    name = _case(sim)  # about 0.9 s to Delivered: several token lifetimes
-    (event,) = await _events(_trigger(name, poll_interval=0.1))
+    name = _case(sim, "In progress")
+    clock.on_sleep(1, lambda: time.sleep(ttl * 1.2))
+    clock.on_sleep(2, lambda: time.sleep(ttl * 1.2))
+    clock.on_sleep(2, lambda: sim.set_status(name, "Delivered"))
+    (event,) = await _events(_trigger(name, poll_interval=0.1, clock=clock))
     assert (event["status"], event["case_status"]) == ("success", "Delivered")
-    assert sim.counters()["logins"] >= 3  # the creation's login, then renewals during the wait
+    # The creation's login, then a renewal at each of the two later polls (more, if this machine
+    # was slow enough to let a token age out elsewhere too).
+    assert sim.counters()["logins"] >= 3
 
 
 async def test_transient_503s_are_retried(sim_conn, monkeypatch) -> None:
@@ -252,7 +268,9 @@ async def test_transient_503s_are_retried(sim_conn, monkeypatch) -> None:
     assert status_gets(sim_conn) == 3
 
 
-async def test_an_outage_longer_than_the_retries_keeps_waiting_and_sleeps(sim_conn, monkeypatch) -> None:
+async def test_an_outage_longer_than_the_retries_keeps_waiting_and_sleeps(
+    sim_conn, monkeypatch, clock
+) -> None:
     """Every poll fails fast with EmedgeneUnavailableError; the trigger must still sleep between
     polls (no busy loop) and end with one timeout event at the deadline."""
     conn = sim_conn.connection_json()
@@ -260,33 +278,34 @@ async def test_an_outage_longer_than_the_retries_keeps_waiting_and_sleeps(sim_co
     connect(monkeypatch, sim_conn, conn)
     name = _case(sim_conn, "Delivered")
     sim_conn.inject("503", times=100_000, method="GET", path=f"/api/test/{name}")
-    started = time.monotonic()
-    events = await _events(_trigger(name, timeout=1.0, poll_interval=0.2))
-    elapsed = time.monotonic() - started
+    events = await _events(_trigger(name, timeout=1.0, poll_interval=0.25, clock=clock))
     assert [(e["status"], e["case_status"]) for e in events] == [("timeout", None)]
-    assert elapsed >= 0.95
-    polls = status_gets(sim_conn)
-    assert 4 <= polls <= 8  # about one per 0.2 s over 1 s: no busy loop
-    assert sim_conn.counters()["faults_injected"] == polls
+    assert clock.sleeps == [0.25] * 4  # a full interval after every failed poll: no busy loop
+    assert status_gets(sim_conn) == 5  # t = 0, 0.25, 0.5, 0.75 and the deadline 1.0
+    assert sim_conn.counters()["faults_injected"] == 5
 
 
-async def test_an_outage_that_ends_before_the_deadline_succeeds(sim_conn, monkeypatch) -> None:
+async def test_an_outage_that_ends_before_the_deadline_succeeds(sim_conn, monkeypatch, clock) -> None:
     conn = sim_conn.connection_json()
     conn["extra"]["max_retries"] = 0
     connect(monkeypatch, sim_conn, conn)
     name = _case(sim_conn, "Delivered")
     sim_conn.inject("503", times=3, method="GET", path=f"/api/test/{name}")
-    (event,) = await _events(_trigger(name, poll_interval=0.1))
+    (event,) = await _events(_trigger(name, poll_interval=0.1, clock=clock))
     assert (event["status"], event["case_status"]) == ("success", "Delivered")
     assert status_gets(sim_conn) == 4
+    assert clock.sleeps == [0.1] * 3
 
 
-async def test_simulator_down_is_an_outage_not_an_error(emedgene_simulator_factory, monkeypatch) -> None:
+async def test_simulator_down_is_an_outage_not_an_error(
+    emedgene_simulator_factory, monkeypatch, clock
+) -> None:
     sim = emedgene_simulator_factory()
     conn = sim.connection_json()
     conn["extra"]["max_retries"] = 0
     connect(monkeypatch, sim, conn)
     name = _case(sim, "In progress")
     sim.stop()
-    (event,) = await _events(_trigger(name, timeout=0.5, poll_interval=0.1))
+    (event,) = await _events(_trigger(name, timeout=0.5, poll_interval=0.25, clock=clock))
     assert (event["status"], event["case_status"]) == ("timeout", None)
+    assert clock.sleeps == [0.25, 0.25]  # polls at t = 0, 0.25 and the deadline 0.5
