@@ -14,8 +14,10 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import tenacity
+if TYPE_CHECKING:  # imported where a call is made: DAG files parsed every few seconds need none of it
+    import tenacity
 
 
 class TransientFailure(Exception):
@@ -107,6 +109,7 @@ class RetryPolicy:
 
     def tenacity_kwargs(self) -> dict[str, object]:
         """Arguments for ``tenacity.Retrying`` / ``AsyncRetrying``, shared by both transports."""
+        import tenacity
 
         def wait(state: tenacity.RetryCallState) -> float:
             failure = state.outcome.exception() if state.outcome else None

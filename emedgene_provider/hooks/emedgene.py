@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
 from emedgene_provider.client.config import ClientConfig, config_from_conn
-from emedgene_provider.client.reconcile import Journal
-from emedgene_provider.client.sync import EmedgeneClient
 from emedgene_provider.connection_fields import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+
+if TYPE_CHECKING:  # the HTTP client (requests, tenacity) is imported when a call is made, not when a
+    # DAG file that uses the operators is parsed
+    from emedgene_provider.client.reconcile import Journal
+    from emedgene_provider.client.sync import EmedgeneClient
 
 
 class EmedgeneHook(BaseHook):
@@ -78,6 +81,8 @@ class EmedgeneHook(BaseHook):
     @cached_property
     def client(self) -> EmedgeneClient:
         """One client, hence one ``requests.Session`` (keep-alive), per hook."""
+        from emedgene_provider.client.sync import EmedgeneClient
+
         return EmedgeneClient(self.config)
 
     def get_conn(self) -> EmedgeneClient:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import mask_secret
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from emedgene_provider.client import status as lifecycle
-from emedgene_provider.client.aio import AsyncEmedgeneClient
 from emedgene_provider.client.config import config_from_conn
 from emedgene_provider.client.errors import EmedgeneError, EmedgeneUnavailableError
 from emedgene_provider.client.reconcile import (
@@ -31,6 +30,9 @@ from emedgene_provider.client.reconcile import (
     describe_lookup,
     verdict,
 )
+
+if TYPE_CHECKING:  # aiohttp is imported in the triggerer, when a wait starts, not in every DAG parse
+    from emedgene_provider.client.aio import AsyncEmedgeneClient
 
 #: Event ``status`` values; operators and the sensor resume on these.
 EVENT_SUCCESS = "success"
@@ -92,6 +94,8 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
 
         conn = await get_async_connection(self.emedgene_conn_id)
         config = config_from_conn(conn, on_secret=mask_secret)
+        from emedgene_provider.client.aio import AsyncEmedgeneClient
+
         return AsyncEmedgeneClient(config)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -218,6 +222,8 @@ class EmedgeneCreateReconcileTrigger(BaseTrigger):
         from airflow.providers.common.compat.connection import get_async_connection
 
         conn = await get_async_connection(self.emedgene_conn_id)
+        from emedgene_provider.client.aio import AsyncEmedgeneClient
+
         return AsyncEmedgeneClient(config_from_conn(conn, on_secret=mask_secret))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
