@@ -1,7 +1,8 @@
 """Every shared fixture, in one place; helpers that are not fixtures live in ``airflow_fixtures``.
 
 - ``_clear_token_cache`` (autouse): no test sees a token another test obtained.
-- ``sim_conn``: the per-test simulator (``emedgene_simulator``, from the provider's pytest plugin)
+- ``sim_conn``: the per-test simulator (``emedgene_simulator``, from the provider's pytest plugin,
+  loaded by ``pytest_plugins`` below)
   with ``emedgene_default`` pointing at it.
 - ``fake_clock``: a :class:`~airflow_fixtures.FakeClock` for waits that must not depend on how
   fast the machine is.
@@ -20,6 +21,10 @@ from airflow_fixtures import AirflowHome, FakeClock, airflow_run, connect
 
 from emedgene_provider.client.auth import TOKEN_CACHE
 from emedgene_provider.testing import EmedgeneSimulator
+
+#: The simulator's fixtures are opt-in: installing the provider loads nothing into other
+#: projects' pytest sessions.
+pytest_plugins = ["emedgene_provider.testing.pytest_plugin"]
 
 
 @pytest.fixture(autouse=True)

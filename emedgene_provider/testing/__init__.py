@@ -8,7 +8,7 @@ For the provider's own tests and for labs developing DAGs offline::
         ...  # point a connection at sim.connection_json()
 
 The pytest fixtures ``emedgene_simulator`` and ``emedgene_simulator_factory`` come with the
-package (see :mod:`emedgene_provider.testing.pytest_plugin`). Full docs: ``docs/simulator.md``.
+package, opt-in (see :mod:`emedgene_provider.testing.pytest_plugin`). Full docs: ``docs/simulator.md``.
 """
 
 from __future__ import annotations

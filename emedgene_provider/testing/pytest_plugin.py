@@ -1,4 +1,6 @@
-"""pytest fixtures that start the Emedgene simulator; registered through the ``pytest11`` entry point.
+"""pytest fixtures that start the Emedgene simulator. Opt-in, so that installing the provider adds
+nothing to other projects' test sessions: ``pytest_plugins = ["emedgene_provider.testing.pytest_plugin"]``
+in a ``conftest.py``, or ``pytest -p emedgene_provider.testing.pytest_plugin``.
 
 ``emedgene_simulator`` gives each test a fresh, fast simulator (0.2 s lifecycle stages), so tests
 never share cases, tokens or queued faults. ``emedgene_simulator_factory`` builds ones with other
