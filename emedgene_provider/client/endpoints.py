@@ -3,7 +3,7 @@
 A call is described once here (method, path, query, body, which statuses mean success) and
 executed by a transport: the sync one in :mod:`emedgene_provider.client.sync`, an async one for
 triggers. The simulator serves the same paths. Sources for each path are in the project's
-``emedgene-api.md``: [doc] the vendor's API Beginner Guide, [cli] its batch case creator.
+``docs/emedgene-api.md``: [doc] the vendor's API Beginner Guide, [cli] its batch case creator.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The simulator's HTTP application: the Emedgene endpoints, the admin endpoints, faults.
 
-Endpoints follow ``emedgene-api.md``; where the real API is not published the choice made here is
+Endpoints follow ``docs/emedgene-api.md``; where the real API is not published the choice made here is
 listed in ``docs/simulator.md`` under [assumed]. Everything runs on one asyncio loop, so a poller
 costs a coroutine, not a thread, and the state needs no locks.
 """
