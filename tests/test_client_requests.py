@@ -902,10 +902,11 @@ class TestErrorMessages:
         with pytest.raises(EmedgeneUnexpectedResponseError, match="a JSON list"):
             make_client().get_case_status(CASE)
 
-    def test_create_without_a_name_is_unexpected(self, requests_mock):
+    def test_create_without_a_name_is_ambiguous_and_names_what_came(self, requests_mock):
+        """A success without a name may still have made the case: ambiguous, never 'nothing'."""
         mock_login(requests_mock)
         requests_mock.post(CREATE_URL, status_code=201, json={"id": 5})
-        with pytest.raises(EmedgeneUnexpectedResponseError, match=r"no 'name' \(keys: id\)"):
+        with pytest.raises(EmedgeneAmbiguousCreateError, match=r"no 'name' \(keys: id\)"):
             make_client().create_case(CASE_JSON)
 
 
@@ -1184,3 +1185,33 @@ class TestRequestsThatCannotBeSentOrPaged:
             "Emedgene iter_cases: the page at from=1 repeats the previous one; the server seems to "
             "ignore 'from'"
         )
+
+
+class TestUnclearCreatesFoundInReview:
+    """A create that may have reached the server is never reported as 'nothing happened'."""
+
+    def test_tls_failure_after_a_create_was_sent_is_ambiguous(self, requests_mock):
+        mock_login(requests_mock)
+        post = requests_mock.post(CREATE_URL, exc=requests.exceptions.SSLError("bad record mac"))
+        with pytest.raises(EmedgeneAmbiguousCreateError, match="bad record mac"):
+            make_client().create_case(CASE_JSON)
+        assert post.call_count == 1
+
+    def test_tls_failure_on_a_read_is_a_settings_error(self, requests_mock):
+        mock_login(requests_mock)
+        requests_mock.get(CASE_URL, exc=requests.exceptions.SSLError("bad record mac"))
+        with pytest.raises(EmedgeneConfigError) as raised:
+            make_client().get_case_status(CASE)
+        assert not isinstance(raised.value, EmedgeneAmbiguousCreateError)
+
+    @pytest.mark.parametrize(
+        "answer",
+        [{"text": "created", "status_code": 201}, {"json": {"name": ""}, "status_code": 201}],
+        ids=["not-json", "empty-name"],
+    )
+    def test_a_success_without_a_readable_name_is_ambiguous(self, requests_mock, answer):
+        mock_login(requests_mock)
+        post = requests_mock.post(CREATE_URL, **answer)
+        with pytest.raises(EmedgeneAmbiguousCreateError, match="may have been applied"):
+            make_client().create_case(CASE_JSON)
+        assert post.call_count == 1

@@ -543,13 +543,18 @@ def test_success_that_is_not_json_shows_the_content_type_and_page_title(requests
 
 
 def test_create_answered_with_an_empty_name(requests_mock) -> None:
-    from emedgene_provider.client.errors import EmedgeneUnexpectedResponseError
+    """The case may exist all the same: ambiguous (looked up by key), never 'nothing happened'."""
+    from emedgene_provider.client.errors import EmedgeneAmbiguousCreateError
 
     _login_ok(requests_mock)
     requests_mock.post(CREATE_URL, status_code=201, json={"name": ""})
-    with pytest.raises(EmedgeneUnexpectedResponseError) as raised:
+    with pytest.raises(EmedgeneAmbiguousCreateError) as raised:
         _client().create_case({"test_data": {}})
-    assert str(raised.value) == "Emedgene create_case: the server answered success with an empty case name"
+    assert str(raised.value) == (
+        "Emedgene create_case: the request may have been applied but its answer was lost (the server "
+        "answered success with an empty case name). It was not sent again, so that no second case is "
+        "created: look the case up before creating it again."
+    )
 
 
 # -- operators ----------------------------------------------------------------------------------

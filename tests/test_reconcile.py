@@ -13,6 +13,7 @@ import asyncio
 import importlib
 import json
 import logging
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -462,3 +463,63 @@ def test_simulator_list_controls_over_http(make_sim) -> None:
     assert [c["name"] for c in EmedgeneHook().iter_cases()] == []  # a case's lag is fixed at its creation
     EmedgeneHook().create_case(CASE)
     assert len(list(EmedgeneHook().iter_cases())) == 1  # a new one, without lag, is listed at once
+
+
+class TestRulesFoundInReview:
+    def test_verdict_judges_failure_as_the_wait_does(self) -> None:
+        """``failures`` replace the lifecycle's, as in status.evaluate: one rule for every path."""
+        guess = CreateRecord("k", unclear_at=1.0, assumed=True)
+        trash = {"name": "EMG000000001", "status": "Trash bin"}
+        custom = {"name": "EMG000000002", "status": "Analysis failed"}
+        assert verdict(trash, guess) == CREATE_ANEW
+        assert verdict(trash, guess, ["Analysis failed"]) == ADOPT  # not a failure for this task
+        assert verdict(custom, guess, ["Analysis failed"]) == CREATE_ANEW
+        assert verdict(custom, guess) == ADOPT
+
+    def test_a_post_recorded_in_flight_settles_once(self) -> None:
+        """A worker killed mid-POST: the window counts from the first read, not from every read."""
+        record = CreateRecord("k")
+        record.sending(100.0)
+        assert record.settle_in_flight(500.0) is True
+        assert record.settle_in_flight(900.0) is False
+        assert record.unclear_since(900.0) == 500.0
+        again = CreateRecord.from_json(record.to_json(), "k")
+        assert again is not None and again.unclear_since(2000.0) == 500.0
+
+
+class TestReconcileTriggerEnds:
+    def test_an_earlier_tries_failed_case_answers_a_guessed_unclear_create(self, make_sim) -> None:
+        sim = make_sim()
+        name = EmedgeneHook().create_case_once(CASE, "key-failed")[0]
+        sim.set_status(name, "Issue reported")
+        trigger = EmedgeneCreateReconcileTrigger(
+            idempotency_key="key-failed",
+            emedgene_conn_id="emedgene_default",
+            window_start=time.time(),
+            window=600.0,
+            assumed=True,
+        )
+        (event,) = asyncio.run(_events(trigger))
+        assert event["status"] == EVENT_ABSENT and event["case_name"] == name
+        assert event["message"] == (
+            f"Emedgene case {name} from an earlier try (idempotency key 'key-failed') is in failure "
+            "status 'Issue reported'"
+        )
+
+    def test_an_outage_past_the_window_fails_instead_of_waiting_for_ever(self, make_sim) -> None:
+        sim = make_sim(extra={"max_retries": 0})
+        sim.set_fault_rate(1.0, kinds=["503"])
+        trigger = EmedgeneCreateReconcileTrigger(
+            idempotency_key="key-outage",
+            emedgene_conn_id="emedgene_default",
+            window_start=time.time() - 10_000,  # the window and its grace are long over
+            window=60.0,
+        )
+        (event,) = asyncio.run(_events(trigger))
+        assert event["status"] == "error"
+        assert event["message"].startswith(
+            "Emedgene create (idempotency key 'key-outage'): the tenant stayed unavailable past the end "
+            "of the 60 s reconcile window ("
+        )
+        assert event["message"].endswith("); the case was not created again")
+        assert _creates(sim) == 0

@@ -274,6 +274,15 @@ class CreateRecord:
             return now
         return self.unclear_at
 
+    def settle_in_flight(self, now: float) -> bool:
+        """A POST recorded as in flight with no outcome (a worker died mid-POST) is unclear from
+        ``now``: record that once, so the window does not restart each time the record is read.
+        True if the record changed (the caller saves it)."""
+        if self.in_flight_since is None:
+            return False
+        self.unclear(now)
+        return True
+
     def sending(self, now: float) -> None:
         """Before a POST: from now on it may reach the server."""
         if self.first_attempt is None:
@@ -356,8 +365,9 @@ WINDOW_PASSED = "window passed"
 def verdict(found: dict[str, Any] | None, record: CreateRecord, failures: Iterable[str] | None = None) -> str:
     """What a look-up's newest match means for a pending unclear create.
 
-    A live case is adopted. A failed case is one in a lifecycle failure status or in ``failures``
-    (the task's own ``failure_statuses``, so the operator's every path judges a case alike). A
+    A live case is adopted. A failed case is one in ``failures`` (the task's own
+    ``failure_statuses``; None for the lifecycle's), as :func:`~emedgene_provider.client.status.evaluate`
+    decides, so the operator's every path judges a case alike. A
     failed case answers the question only when the unclear attempt is a guess (a retry with
     nothing stored: the earlier try's case is that one, and it failed, so a new case is due, as
     before); when a real unclear POST is pending, the failed case may be an older one and the
@@ -366,10 +376,10 @@ def verdict(found: dict[str, Any] | None, record: CreateRecord, failures: Iterab
     if found is None:
         return KEEP_WAITING
     status = found.get("status")
-    failed_names = {lifecycle.normalise(s) for s in failures or ()}
-    failed = isinstance(status, str) and (
-        lifecycle.is_failure(status) or lifecycle.normalise(status) in failed_names
-    )
+    chosen = lifecycle.FAILURE_STATUSES if failures is None else tuple(failures)
+    failed = isinstance(status, str) and lifecycle.normalise(status) in {
+        lifecycle.normalise(s) for s in chosen
+    }
     if not failed:
         return ADOPT
     return CREATE_ANEW if record.assumed else KEEP_WAITING

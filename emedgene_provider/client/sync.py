@@ -7,6 +7,7 @@ Airflow-free on purpose: the hook builds one from a connection; scripts and test
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -45,6 +46,7 @@ from emedgene_provider.client.reconcile import (
 )
 from emedgene_provider.client.responses import (
     AuthRejected,
+    ambiguous_create,
     field_of,
     fresh_token_refused,
     interpret,
@@ -73,6 +75,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _CONNECT_FAILURES = ("NewConnectionError", "ConnectTimeoutError", "NameResolutionError")
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    """Whether TLS failed on the server's certificate: in the handshake, before anything was sent."""
+    return any(isinstance(c, ssl.SSLCertVerificationError) for c in causes(exc))
 
 
 def _never_sent(exc: requests.RequestException) -> bool:
@@ -155,7 +162,11 @@ class EmedgeneClient:
                     raise deadline_passed(call, deadline.seconds, config.timeout) from None
                 if speaks_no_tls(exc):
                     raise no_tls(call, url) from None
-                if isinstance(exc, requests.exceptions.SSLError):
+                if isinstance(exc, requests.exceptions.SSLError) and (
+                    call.idempotent or _never_sent(exc) or _certificate_refused(exc)
+                ):
+                    # A create is a settings error only when it certainly never left: a TLS
+                    # failure while reading its answer leaves it unclear (transport_failure).
                     raise tls_failed(call, config.base_url, self.scrub(str(exc))) from None
                 timed_out = f" (timeout {config.timeout:g} s)" if isinstance(exc, requests.Timeout) else ""
                 detail = (
@@ -266,12 +277,15 @@ class EmedgeneClient:
     def create_case(self, case: dict[str, Any]) -> str:
         """Create a case and return its name. Never re-sent after it may have reached the server."""
         call = endpoints.create_case(case)
-        name = field_of(call, self.call(call), "name", kind=str)
+        try:
+            name = field_of(call, self.call(call), "name", kind=str)
+        except EmedgeneUnexpectedResponseError as exc:
+            if exc.operation != call.operation:  # the login's answer, before anything was created
+                raise
+            # A success we cannot read (not JSON, no name): the case may well exist.
+            raise ambiguous_create(call, str(exc)) from None
         if not name:
-            raise EmedgeneUnexpectedResponseError(
-                "Emedgene create_case: the server answered success with an empty case name",
-                operation="create_case",
-            )
+            raise ambiguous_create(call, "the server answered success with an empty case name")
         return str(name)
 
     def validate_case(self, case: dict[str, Any]) -> None:
@@ -345,9 +359,10 @@ class EmedgeneClient:
         """Settle a pending unclear create of ``key``: look the key up, with backoff, until a case
         answers it or the key has stayed absent for ``reconcile_window`` seconds from the unclear
         attempt. Returns ``(ADOPT, case)``, ``(CREATE_ANEW, failed case)`` or ``(WINDOW_PASSED,
-        None)``. With ``wait=False`` it looks once and raises :class:`EmedgeneCreatePendingError`
-        if the window is still open (the deferrable operator waits in the triggerer instead).
-        ``failures``: statuses, beyond the lifecycle's, that make a found case a failed one."""
+        the last look-up's match or None)``. With ``wait=False`` it looks once and raises
+        :class:`EmedgeneCreatePendingError` if the window is still open (the deferrable operator
+        waits in the triggerer instead). ``failures``: the statuses that make a found case a failed
+        one (the task's ``failure_statuses``; None for the lifecycle's)."""
         now = self.clock()
         start = record.unclear_since(now)
         if start is None:
@@ -399,7 +414,7 @@ class EmedgeneClient:
         journal.save(record.to_json())
         try:
             name = self.create_case(case)
-        except (EmedgeneAmbiguousCreateError, EmedgeneUnexpectedResponseError):
+        except EmedgeneAmbiguousCreateError:
             # A lost answer, a 5xx, or a success whose body we cannot read: it may have applied.
             record.unclear(self.clock())
             journal.save(record.to_json())
@@ -437,6 +452,8 @@ class EmedgeneClient:
         stamped = with_idempotency_key(case, key)
         journal = journal if journal is not None else MemoryJournal()
         record = CreateRecord.from_json(journal.load(), key) or CreateRecord(key)
+        if record.settle_in_flight(self.clock()):
+            journal.save(record.to_json())  # the window now counts from here, on every later read
         attempts = max(1, self.config.retry.max_attempts)
         for attempt in range(1, attempts + 1):
             if record.unclear_since(self.clock()) is not None:

@@ -125,7 +125,7 @@ class EmedgeneHook(BaseHook):
         ``reconcile_window``, and a case that appears meanwhile is adopted. ``journal`` keeps what is
         known about the POSTs across task tries; ``wait=False`` raises
         :class:`~emedgene_provider.client.errors.EmedgeneCreatePendingError` instead of waiting out a
-        window; ``failures`` are statuses, beyond the lifecycle's, that make a case found by its key
+        window; ``failures`` are statuses (the lifecycle's when None) that make a case found by its key
         a failed one. Returns ``(case name, created by this call)``."""
         return self.client.create_case_once(
             case, key, since=since, journal=journal, wait=wait, failures=failures

@@ -153,6 +153,8 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
 #: Event ``status`` values of :class:`EmedgeneCreateReconcileTrigger`.
 EVENT_FOUND = "found"
 EVENT_ABSENT = "absent"
+#: How long past its window a reconcile wait keeps trying through a tenant outage, at least.
+OUTAGE_GRACE = 600.0
 
 
 class EmedgeneCreateReconcileTrigger(BaseTrigger):
@@ -170,7 +172,7 @@ class EmedgeneCreateReconcileTrigger(BaseTrigger):
     :param window: the window's length, in seconds.
     :param since: cases created before this (epoch seconds) are not looked at.
     :param assumed: the unclear attempt is a guess (no durable record): a failed case then answers it.
-    :param failure_statuses: statuses, beyond the lifecycle's, that make a found case a failed one.
+    :param failure_statuses: statuses (the lifecycle's when None) that make a found case a failed one.
     """
 
     def __init__(
@@ -245,6 +247,16 @@ class EmedgeneCreateReconcileTrigger(BaseTrigger):
                         key, since=self.since, not_matching=checked
                     )
                 except EmedgeneUnavailableError as exc:
+                    if time.time() > window.end + max(window.length, OUTAGE_GRACE):
+                        # Not absence (nothing proves the key is missing), and not for ever either:
+                        # fail the try; a retry finds the record unclear and waits again.
+                        yield self._event(
+                            EVENT_ERROR,
+                            f"Emedgene create (idempotency key {key!r}): the tenant stayed unavailable "
+                            f"past the end of the {window.length:g} s reconcile window ({exc}); the case "
+                            "was not created again",
+                        )
+                        return
                     self.log.warning("Emedgene look-up of idempotency key %r: %s; trying again", key, exc)
                     await client.sleep(min(LOOKUP_MAX_WAIT, max(LOOKUP_FIRST_WAIT, window.length / 20)))
                     continue
@@ -261,7 +273,15 @@ class EmedgeneCreateReconcileTrigger(BaseTrigger):
                         found,
                     )
                     return
-                pause = None if decision == CREATE_ANEW else window.next_wait(now)
+                if decision == CREATE_ANEW:
+                    yield self._event(
+                        EVENT_ABSENT,
+                        f"Emedgene case {found and found['name']} from an earlier try (idempotency key "
+                        f"{key!r}) is in failure status {found and found.get('status')!r}",
+                        found,
+                    )
+                    return
+                pause = window.next_wait(now)
                 if pause is None:
                     yield self._event(
                         EVENT_ABSENT,
