@@ -21,9 +21,9 @@ import tenacity
 
 from emedgene_provider.client import endpoints
 from emedgene_provider.client.auth import TOKEN_CACHE, Token, TokenCache, login_request
-from emedgene_provider.client.config import ClientConfig
+from emedgene_provider.client.config import ClientConfig, load_ca_bundle
 from emedgene_provider.client.endpoints import ApiCall
-from emedgene_provider.client.errors import EmedgeneConfigError, EmedgeneError, EmedgeneNotFoundError
+from emedgene_provider.client.errors import EmedgeneError, EmedgeneNotFoundError
 from emedgene_provider.client.reconcile import KeyLookup
 from emedgene_provider.client.responses import (
     AuthRejected,
@@ -64,13 +64,7 @@ def ssl_setting(verify: bool | str) -> ssl.SSLContext | bool:
         return True
     if verify is False:
         return False
-    try:
-        return ssl.create_default_context(cafile=verify)
-    except (ssl.SSLError, OSError, ValueError) as exc:
-        raise EmedgeneConfigError(
-            f"Emedgene connection extra 'verify' is {verify!r}, which is not a CA bundle of PEM "
-            f"certificates ({getattr(exc, 'reason', None) or type(exc).__name__})."
-        ) from None
+    return load_ca_bundle(verify)
 
 
 class AsyncEmedgeneClient:

@@ -146,18 +146,14 @@ def _number(
     value: Any,
     default: float,
     *,
-    minimum: float | None = None,
-    maximum: float | None = None,
     integer: bool = False,
 ) -> float:
     """The number extra ``name``, or ``default`` when it is blank; EmedgeneConfigError naming the
-    extra for anything else than a finite number within its limits (``minimum``/``maximum``, by
-    default those of :data:`NUMBER_LIMITS`). ``integer`` refuses fractions (``max_retries``)."""
+    extra for anything else than a finite number within its limits (:data:`NUMBER_LIMITS`).
+    ``integer`` refuses fractions (``max_retries``)."""
     if value in (None, ""):
         return default
     low, high = NUMBER_LIMITS.get(name, (0.0, DEFAULT_NUMBER_MAXIMUM))
-    low = low if minimum is None else minimum
-    high = high if maximum is None else maximum
     try:
         if isinstance(value, bool):  # JSON true is not 1 second
             raise TypeError
@@ -301,12 +297,13 @@ def parse_extra(extra: str | Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def _check_ca_bundle(path: str) -> None:
-    """Load the CA bundle ``verify`` names once, here, so that a file that is not PEM certificates
-    is a configuration error for both clients (requests and aiohttp would each fail their own way,
-    aiohttp with a bare ``ssl.SSLError`` at the first call)."""
+def load_ca_bundle(path: str) -> ssl.SSLContext:
+    """The TLS context of the CA bundle ``verify`` names. Loaded when the connection is read, so a
+    file that is not PEM certificates is a configuration error for both clients (requests and
+    aiohttp would each fail their own way, aiohttp with a bare ``ssl.SSLError`` at the first call);
+    the async client loads it through here too."""
     try:
-        ssl.create_default_context(cafile=path)
+        return ssl.create_default_context(cafile=path)
     except (ssl.SSLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)[:100]
         raise EmedgeneConfigError(
@@ -395,7 +392,7 @@ def config_from_connection(
                 f"Emedgene connection extra 'verify' is {verify!r}: neither true/false nor the path of "
                 "an existing CA bundle file."
             )
-        _check_ca_bundle(verify)
+        load_ca_bundle(verify)
     max_retries = int(_number("max_retries", extras.get("max_retries"), DEFAULT_MAX_RETRIES, integer=True))
     max_response_mb = _number("max_response_mb", extras.get("max_response_mb"), DEFAULT_MAX_RESPONSE_MB)
     retry_max_wait = _number("retry_max_wait", extras.get("retry_max_wait"), DEFAULT_RETRY_MAX_WAIT)

@@ -21,8 +21,8 @@ Nothing in this module does I/O or knows Airflow. It holds:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from emedgene_provider.client import endpoints
@@ -142,7 +142,6 @@ class KeyLookup:
         )
         self._candidates: list[_Candidate] = []
         self._newest_seen: float | None = None
-        self.listed = 0
 
     def next_page(self) -> ApiCall | None:
         return self.pager.next_call()
@@ -153,7 +152,6 @@ class KeyLookup:
         for hit in hits:
             if not isinstance(hit, dict) or not isinstance(hit.get("name"), str):
                 continue
-            self.listed += 1
             created = parse_created(hit.get("created"))
             if created is not None:
                 dated.append(created)
@@ -339,7 +337,6 @@ class Window:
     start: float
     length: float
     lookups: int = 0
-    waits: list[float] = field(default_factory=list)
 
     @property
     def end(self) -> float:
@@ -351,9 +348,7 @@ class Window:
         remaining = self.end - now
         if remaining <= 0:
             return None
-        wait = min(LOOKUP_MAX_WAIT, LOOKUP_FIRST_WAIT * 2 ** (self.lookups - 1), remaining)
-        self.waits.append(wait)
-        return wait
+        return min(LOOKUP_MAX_WAIT, LOOKUP_FIRST_WAIT * 2 ** (self.lookups - 1), remaining)
 
 
 ADOPT = "adopt"
@@ -412,6 +407,3 @@ def lookup_since(record: CreateRecord, since: float | None) -> float | None:
     if record.first_attempt is not None:
         return record.first_attempt - CLOCK_SKEW
     return since
-
-
-Clock = Callable[[], float]
