@@ -75,6 +75,20 @@ CONN_FIELDS: dict[str, tuple[str, str, str, bool]] = {
         "number",
         False,
     ),
+    "requests_per_second": (
+        "Requests per second",
+        "The most requests per second this process (a worker, the triggerer) sends to this tenant, "
+        "shared by every task and wait; 0 for no limit. Default 20.",
+        "number",
+        False,
+    ),
+    "max_connections": (
+        "Max connections (triggerer)",
+        "HTTP connections kept open at most by the one client every deferred wait on this tenant "
+        "shares in a triggerer (1 to 1000). Default 100.",
+        "integer",
+        False,
+    ),
     "case_url_template": (
         "Case page URL template",
         "The case link's target, with {base_url} and {case_name}. Default {base_url}/case/{case_name}.",

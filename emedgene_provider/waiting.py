@@ -15,6 +15,7 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 
 from emedgene_provider.client import status as lifecycle
 from emedgene_provider.client.errors import EmedgeneUnavailableError
+from emedgene_provider.client.polling import PollSchedule
 from emedgene_provider.triggers.emedgene import EVENT_FAILED, EVENT_SUCCESS, EVENT_TIMEOUT
 
 if TYPE_CHECKING:
@@ -59,11 +60,26 @@ def check_case(
     a status that is neither in the lifecycle nor in the connection's ``custom_statuses``: it is
     warned about once per ``notice`` (one per wait; without one, at every check).
     """
+    status, done = _check(hook, case_name, targets, failures, soft_fail=soft_fail, notice=notice)
+    return status if done else None
+
+
+def _check(
+    hook: EmedgeneHook,
+    case_name: str,
+    targets: tuple[str, ...] | list[str],
+    failures: tuple[str, ...] | list[str] | None,
+    *,
+    soft_fail: bool = False,
+    notice: lifecycle.UnrecognisedStatusNotice | None = None,
+) -> tuple[str | None, bool]:
+    """:func:`check_case`, also giving the status seen while waiting (None: no answer), which sets
+    how long to sleep before the next check."""
     try:
         status = hook.get_case_status(case_name)
     except EmedgeneUnavailableError as exc:
         log.warning("Emedgene case %s: %s; will check again", case_name, exc)
-        return None
+        return None, False
     custom = hook.config.custom_statuses
     outcome = lifecycle.evaluate(status, targets, failures, custom)
     if outcome == lifecycle.FAILED:
@@ -73,7 +89,7 @@ def check_case(
         warning = (notice or lifecycle.UnrecognisedStatusNotice()).check(case_name, status, targets, custom)
         if warning:
             log.warning("%s", warning)
-    return status if outcome == lifecycle.SUCCESS else None
+    return status, outcome == lifecycle.SUCCESS
 
 
 def wait_blocking(
@@ -84,20 +100,30 @@ def wait_blocking(
     *,
     poll_interval: float,
     timeout: float,
+    max_poll_interval: float | None = None,
 ) -> str:
-    """Poll until the wait is over; raise on failure or when ``timeout`` seconds have passed."""
+    """Poll until the wait is over; raise on failure or when ``timeout`` seconds have passed.
+
+    Sleeps between polls as the trigger does (:class:`~emedgene_provider.client.polling.PollSchedule`):
+    ``poll_interval`` one stage before a target, longer (up to ``max_poll_interval``) earlier in
+    the lifecycle, with jitter.
+    """
+    schedule = PollSchedule(poll_interval, max_poll_interval)
     deadline = time.monotonic() + timeout
     notice = lifecycle.UnrecognisedStatusNotice()
+    custom = hook.config.custom_statuses
+    last_seen: str | None = None  # through an outage, the stage last seen sets the wait, as in the trigger
     while True:
-        status = check_case(hook, case_name, targets, failures, notice=notice)
-        if status is not None:
+        status, done = _check(hook, case_name, targets, failures, notice=notice)
+        if done and status is not None:
             return status
+        last_seen = status if status is not None else last_seen
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise AirflowException(
                 f"Emedgene case {case_name}: timed out after {timeout:g} s waiting for {' or '.join(targets)}"
             )
-        time.sleep(min(poll_interval, remaining))
+        time.sleep(min(schedule.next_wait(last_seen, targets, custom), remaining))
 
 
 def resume(event: dict[str, Any] | None, *, soft_fail: bool = False) -> str:

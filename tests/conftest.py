@@ -1,6 +1,8 @@
 """Every shared fixture, in one place; helpers that are not fixtures live in ``airflow_fixtures``.
 
 - ``_clear_token_cache`` (autouse): no test sees a token another test obtained.
+- ``_fresh_rate_limits`` (autouse): nor another test's per-tenant rate limiter; connections
+  without ``requests_per_second`` are unlimited (tests/test_rate_limit.py puts the default back).
 - ``sim_conn``: the per-test simulator (``emedgene_simulator``, from the provider's pytest plugin,
   loaded by ``pytest_plugins`` below)
   with ``emedgene_default`` pointing at it.
@@ -19,6 +21,7 @@ import pytest
 from airflow_cli import AIRFLOW, airflow_env
 from airflow_fixtures import AirflowHome, FakeClock, airflow_run, connect
 
+from emedgene_provider.client import config, polling, ratelimit
 from emedgene_provider.client.auth import TOKEN_CACHE
 from emedgene_provider.testing import EmedgeneSimulator
 
@@ -35,6 +38,23 @@ def _clear_token_cache() -> Iterator[None]:
     TOKEN_CACHE.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The rate limiters are process-wide too: no test inherits another's pacing, pause or rate
+    (a lower rate for a tenant URL would otherwise stick for the rest of the session).
+
+    And a connection without ``requests_per_second`` is unlimited in these tests: many count the
+    client's sleeps exactly (retries, reconcile windows) with recorders that take no time, which
+    the pacing would add to, and the default 20/s would add ~0.1-0.3 s of real sleeping to every
+    simulator test making a handful of quick calls. tests/test_rate_limit.py restores the real
+    default and covers the pacing; the e2e tests (real Airflow subprocesses) run with it too.
+    """
+    monkeypatch.setattr(config, "DEFAULT_REQUESTS_PER_SECOND", 0.0)
+    ratelimit.forget()
+    yield
+    ratelimit.forget()
+
+
 @pytest.fixture
 def sim_conn(emedgene_simulator: EmedgeneSimulator, monkeypatch: pytest.MonkeyPatch) -> EmedgeneSimulator:
     """The per-test simulator, with ``emedgene_default`` pointing at it."""
@@ -44,7 +64,10 @@ def sim_conn(emedgene_simulator: EmedgeneSimulator, monkeypatch: pytest.MonkeyPa
 
 @pytest.fixture
 def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """A virtual clock; ``fake_clock.install(module)`` makes ``module`` wait on it."""
+    """A virtual clock; ``fake_clock.install(module)`` makes ``module`` wait on it. Waits between
+    polls are drawn without jitter here, so they land where the polling rule's arithmetic says
+    (tests/test_polling.py covers the jitter itself)."""
+    monkeypatch.setattr(polling, "DEFAULT_JITTER", 0.0)
     return FakeClock(monkeypatch)
 
 

@@ -233,7 +233,7 @@ def test_create_waits_blocking_until_delivered(emedgene_simulator_factory, monke
     name = op.execute(make_context(ti))
     _assert_announced(ti, sim, name)
     assert status_gets(sim) == 2  # Uploading, then Delivered
-    assert clock.sleeps == [0.1]
+    assert clock.sleeps == [0.2]  # Uploading is two stages before Delivered: twice poll_interval
 
 
 def test_create_blocking_wait_fails_on_issue_reported_after_pushing(sim_conn) -> None:
@@ -263,6 +263,7 @@ def test_create_blocking_wait_times_out(emedgene_simulator_factory, monkeypatch,
         wait_for_completion=True,
         deferrable=False,
         poll_interval=0.25,
+        max_poll_interval=0.25,  # a fixed interval, though the case stays two stages away
         timeout=1.0,
     )
     with pytest.raises(AirflowException, match=r"EMG\d{9}: timed out after 1 s waiting for Delivered"):
@@ -283,6 +284,7 @@ def test_create_deferrable_defers_with_the_right_trigger(emedgene_simulator_fact
         target_statuses="Finalized",
         failure_statuses=["Issue reported", "On hold"],
         poll_interval=0.5,
+        max_poll_interval=30,
         timeout=120,
     )
     before = time.time()
@@ -306,6 +308,7 @@ def test_create_deferrable_defers_with_the_right_trigger(emedgene_simulator_fact
         "target_statuses": ["Finalized"],
         "failure_statuses": ["Issue reported", "On hold"],
         "poll_interval": 0.5,
+        "max_poll_interval": 30.0,
     }
     assert status_gets(sim) == 1  # one check before deferring
 

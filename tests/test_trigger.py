@@ -68,6 +68,7 @@ def test_serialize_round_trips_through_the_classpath() -> None:
         failure_statuses=["Issue reported"],
         poll_interval=15,
         end_time=1_800_000_000.5,
+        max_poll_interval=120,
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == CLASSPATH
@@ -78,6 +79,7 @@ def test_serialize_round_trips_through_the_classpath() -> None:
         "failure_statuses": ["Issue reported"],
         "poll_interval": 15.0,
         "end_time": 1_800_000_000.5,
+        "max_poll_interval": 120.0,
     }
     module, _, name = classpath.rpartition(".")
     rebuilt = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
@@ -130,7 +132,7 @@ async def test_success_after_waiting_through_the_lifecycle(sim_conn, clock) -> N
     (event,) = await _events(_trigger(name, clock=clock))
     assert (event["status"], event["case_status"]) == ("success", "Delivered")
     assert status_gets(sim_conn) == 3
-    assert clock.sleeps == [0.1, 0.1]
+    assert clock.sleeps == [0.2, 0.1]  # Uploading is two stages before Delivered, In progress one
 
 
 @pytest.mark.parametrize("status", ["Finalized"])  # declared custom statuses: test_status_fail_closed

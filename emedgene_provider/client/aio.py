@@ -12,7 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+import threading
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -24,6 +28,7 @@ from emedgene_provider.client.auth import TOKEN_CACHE, Token, TokenCache, login_
 from emedgene_provider.client.config import ClientConfig, load_ca_bundle
 from emedgene_provider.client.endpoints import ApiCall
 from emedgene_provider.client.errors import EmedgeneError, EmedgeneNotFoundError
+from emedgene_provider.client.ratelimit import RateLimiter, limiter_for, pause_for_answer
 from emedgene_provider.client.reconcile import KeyLookup
 from emedgene_provider.client.responses import (
     AuthRejected,
@@ -52,6 +57,14 @@ from emedgene_provider.client.wire import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: Seconds an idle pooled connection is kept for the next request. Below the idle timeouts servers
+#: and load balancers commonly use (AWS ALB 60 s, nginx 75 s), so the client closes first and never
+#: sends on a connection the server is closing. Thousands of waits sharing a pool keep its
+#: connections busy well within this; a lone wait polling every minute reconnects at each poll
+#: (one TLS handshake a minute costs nothing) instead of holding a socket and its ~300 KB of TLS
+#: buffers between polls.
+KEEPALIVE_SECONDS = 30.0
 
 
 def ssl_setting(verify: bool | str) -> ssl.SSLContext | bool:
@@ -90,6 +103,9 @@ class AsyncEmedgeneClient:
         self._owns_session = session is None
         self._ssl = ssl_setting(config.verify)
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests replace it
+        #: The tenant's request rate, shared by every client of the process, sync ones and other
+        #: event loops included (ratelimit.py).
+        self.limiter: RateLimiter = limiter_for(config.base_url, config.requests_per_second)
 
     async def __aenter__(self) -> AsyncEmedgeneClient:
         return self
@@ -106,8 +122,17 @@ class AsyncEmedgeneClient:
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        """The given session, or the client's own: one pool of at most ``max_connections``
+        connections, all over the client's one TLS context, idle ones closed after
+        :data:`KEEPALIVE_SECONDS`."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout())
+            connector = aiohttp.TCPConnector(
+                limit=self.config.max_connections,
+                limit_per_host=0,  # the tenant and its login host share the one limit
+                keepalive_timeout=KEEPALIVE_SECONDS,
+                ssl=self._ssl,
+            )
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout())
         return self._session
 
     async def _with_retries(self, call: ApiCall, attempt: Callable[[], Awaitable[T]]) -> T:
@@ -141,6 +166,9 @@ class AsyncEmedgeneClient:
         Transport failures become a retry, an ambiguity, or a final error; a redirect is an error
         and is not followed; an answer larger than ``max_response_mb`` is an error, read no further.
         """
+        pace = self.limiter.reserve()  # the tenant's rate limit, before the attempt's timeout starts
+        if pace > 0:
+            await self.sleep(pace)
         try:
             async with self.session.request(
                 call.method,
@@ -163,6 +191,8 @@ class AsyncEmedgeneClient:
                     if not body.feed(chunk):
                         response.close()  # an error page's first words are all we need
                         break
+                # A Retry-After slows every caller of the tenant, not just this call's retry.
+                pause_for_answer(self.limiter, status, response.headers, self.config.retry.max_wait)
                 return status, response.headers, body.body
         except EmedgeneError:
             raise  # a redirect or an oversized answer; EmedgeneConfigError is a ValueError too
@@ -198,13 +228,9 @@ class AsyncEmedgeneClient:
         return token
 
     async def token(self) -> Token:
-        token = self._cache.get(self._key)
-        if token is None:
-            async with self._cache.async_lock(self._key):
-                token = self._cache.get(self._key)
-                if token is None:
-                    token = await self._login()
-                    self._cache.put(self._key, token)
+        """The tenant's token: cached, or from the one login in flight on this event loop, which
+        every caller without a token shares (:meth:`TokenCache.obtain`)."""
+        token = await self._cache.obtain(self._key, self._login)
         self.scrub.add(token.access_token)
         return token
 
@@ -272,3 +298,57 @@ class AsyncEmedgeneClient:
             if found is not None:
                 return found
         return None
+
+
+# -- one client per tenant per event loop -------------------------------------------------------
+
+
+@dataclass
+class _Shared:
+    client: AsyncEmedgeneClient
+    users: int = 0
+
+
+#: The shared clients of each running event loop, by configuration. Weak on the loop: a loop that
+#: is gone takes its (by then closed) clients with it.
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[ClientConfig, _Shared]] = (
+    weakref.WeakKeyDictionary()
+)
+_SHARED_GUARD = threading.Lock()  # each loop's dict is its own thread's; the outer map is not
+
+
+@asynccontextmanager
+async def shared_client(config: ClientConfig) -> AsyncIterator[AsyncEmedgeneClient]:
+    """The running event loop's one client for ``config``, shared by every user inside it.
+
+    A triggerer runs thousands of waits in one loop: each building its own client held a TLS
+    connection (and its buffers) per wait and paid a handshake per poll. Here the first user
+    creates the client (one ``aiohttp`` session, one pool of ``max_connections``, one TLS
+    context), later users with an equal configuration reuse it, and the last one to leave closes
+    it. The whole configuration is the key, so every setting the client reads (timeouts,
+    retries, custom statuses...) is the one its user asked for; equal settings for one tenant
+    and credentials, under any number of connection ids, share one client. Clients are never
+    shared across event loops (an aiohttp session belongs to one loop).
+    """
+    loop = asyncio.get_running_loop()
+    with _SHARED_GUARD:
+        clients = _SHARED.setdefault(loop, {})
+    shared = clients.get(config)
+    if shared is None:  # no await between the look-up and the insert: one creator per loop
+        shared = clients[config] = _Shared(AsyncEmedgeneClient(config))
+    shared.users += 1
+    try:
+        yield shared.client
+    finally:
+        shared.users -= 1
+        if shared.users == 0:
+            if clients.get(config) is shared:
+                del clients[config]
+            await shared.client.close()
+
+
+def shared_clients() -> list[AsyncEmedgeneClient]:
+    """The running event loop's shared clients in use (for tests and diagnostics)."""
+    with _SHARED_GUARD:
+        clients = _SHARED.get(asyncio.get_running_loop(), {})
+    return [shared.client for shared in clients.values()]

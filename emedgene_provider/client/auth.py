@@ -12,18 +12,21 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import math
 import re
 import threading
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from emedgene_provider.client.endpoints import API_KEY_TOKEN_PATH, LOGIN_PATH, ApiCall
-from emedgene_provider.client.errors import EmedgeneConfigError
+from emedgene_provider.client.errors import EmedgeneConfigError, EmedgeneError
 
+log = logging.getLogger(__name__)
 AuthType = Literal["password", "api_key"]
 ILLUMINA_TENANT_SUFFIX = ".emg.illumina.com"
 
@@ -211,17 +214,20 @@ def parse_token(body: Any, *, default_lifetime: float, now: float | None = None)
 class TokenCache:
     """Tokens shared by every client in the process, one per tenant and set of credentials.
 
-    Many hooks in many threads (and, later, many waits in one triggerer) must make one login, not
-    one each: a caller that finds no valid token takes the key's lock, looks again, and only then
-    logs in. Invalidation names the token it saw rejected, so a token another thread has just
-    renewed is not thrown away.
+    Many hooks in many threads, and thousands of waits in one triggerer, must make one login, not
+    one each. Threads: a caller that finds no valid token takes the key's lock, looks again, and
+    only then logs in. Event loops: :meth:`obtain` runs one login per key and loop as a task (a
+    *flight*) that every caller without a token awaits, so they are all released in the same turn
+    of the loop when it lands (an ``asyncio.Lock`` would wake them one per turn: at 5,000 waits
+    the last one got its first poll half a minute late). Invalidation names the token it saw
+    rejected, so a token another caller has just renewed is not thrown away.
     """
 
     def __init__(self) -> None:
         self._tokens: dict[tuple[str, ...], Token] = {}
         self._locks: dict[tuple[str, ...], threading.Lock] = {}
-        self._async_locks: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[tuple[str, ...], asyncio.Lock]
+        self._flights: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[tuple[str, ...], asyncio.Task[Token]]
         ] = weakref.WeakKeyDictionary()
         self._guard = threading.Lock()
 
@@ -241,16 +247,64 @@ class TokenCache:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
 
-    def async_lock(self, key: tuple[str, ...]) -> asyncio.Lock:
-        """The asyncio counterpart of :meth:`lock`, one per event loop: a triggerer's thousands of
-        waits on one tenant await a single login instead of each making one."""
+    async def obtain(self, key: tuple[str, ...], login: Callable[[], Awaitable[Token]]) -> Token:
+        """A valid token for ``key``, from the cache or from the one login in flight on this loop.
+
+        With no token, the caller awaits the key's flight, starting it with ``login`` if there is
+        none; a failed login raises its error in every caller that awaited it, and the next caller
+        starts a new one. A token due for renewal but not yet expired is still handed out while a
+        flight renews it in the background: no wait stops polling for a renewal, and a renewal
+        that fails leaves the token in use until it expires (each later caller then tries again,
+        one flight at a time). Cancelling a caller never cancels the flight others await.
+        """
+        now = time.time()
+        token = self._tokens.get(key)
+        if token is not None and not token.needs_renewal(now):
+            return token
+        flight = self._flight(key, login)
+        if token is not None and now < token.expires_at:
+            return token
+        return await asyncio.shield(flight)
+
+    def _flight(self, key: tuple[str, ...], login: Callable[[], Awaitable[Token]]) -> asyncio.Task[Token]:
+        """The key's login in flight on the running loop; started with ``login`` if there is none."""
         loop = asyncio.get_running_loop()
         with self._guard:
-            return self._async_locks.setdefault(loop, {}).setdefault(key, asyncio.Lock())
+            flights = self._flights.setdefault(loop, {})
+            flight = flights.get(key)
+            if flight is None:
+                flight = loop.create_task(self._fly(key, login, flights))
+                flight.add_done_callback(_report_failed_login)
+                flights[key] = flight
+            return flight
+
+    async def _fly(
+        self,
+        key: tuple[str, ...],
+        login: Callable[[], Awaitable[Token]],
+        flights: dict[tuple[str, ...], asyncio.Task[Token]],
+    ) -> Token:
+        try:
+            token = await login()
+            self.put(key, token)  # stored and landed in one step: no caller sees neither
+            return token
+        finally:
+            with self._guard:
+                if flights.get(key) is asyncio.current_task():
+                    del flights[key]
 
     def clear(self) -> None:
         with self._guard:
             self._tokens.clear()
+
+
+def _report_failed_login(flight: asyncio.Task[Token]) -> None:
+    """Log a login that failed: a background renewal has no caller to raise in. Retrieving the
+    error here also keeps asyncio from reporting it as never retrieved; callers still get it."""
+    if not flight.cancelled() and (error := flight.exception()) is not None:
+        # The client's own errors are scrubbed of secrets; of anything else, only its kind is shown.
+        reason = str(error) if isinstance(error, EmedgeneError) else type(error).__name__
+        log.warning("Emedgene: login failed: %s", reason)
 
 
 #: The process-wide cache every client uses unless given another.

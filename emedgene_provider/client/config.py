@@ -22,6 +22,7 @@ from emedgene_provider.client import status as status_lifecycle
 from emedgene_provider.client.auth import AuthType, Credentials, derive_token_url
 from emedgene_provider.client.endpoints import case_path_segment
 from emedgene_provider.client.errors import EmedgeneConfigError
+from emedgene_provider.client.ratelimit import DEFAULT_REQUESTS_PER_SECOND
 from emedgene_provider.client.reconcile import DEFAULT_RECONCILE_WINDOW
 from emedgene_provider.client.retry import RetryPolicy
 
@@ -38,6 +39,10 @@ DEFAULT_MAX_RESPONSE_MB = 256.0
 #: ``timeout`` bounds each single wait, this the whole, so a server that drips a byte at a time
 #: cannot hold a worker.
 DEADLINE_FACTOR = 4.0
+#: HTTP connections one async client (shared by every wait on a tenant in a triggerer) keeps open
+#: at most: enough for thousands of waits polling every minute (each poll holds one for a few ms),
+#: few enough that neither the triggerer's file descriptors nor the tenant feel them.
+DEFAULT_MAX_CONNECTIONS = 100
 
 #: (minimum, maximum) of each number extra. Beyond the maximum a value is a typo or a unit mistake
 #: (milliseconds for seconds) that would hold a worker for days; nan and inf are refused too.
@@ -48,6 +53,9 @@ NUMBER_LIMITS: dict[str, tuple[float, float]] = {
     "retry_max_wait": (0.0, 3600.0),
     "max_response_mb": (1.0, 4096.0),
     "reconcile_window": (0.0, 7 * 24 * 3600.0),
+    "max_connections": (1.0, 1000.0),
+    # 0 is "no limit"; above 10,000/s a client-side limit no longer limits anything.
+    "requests_per_second": (0.0, 10000.0),
 }
 #: The ceiling of a number extra missing from :data:`NUMBER_LIMITS` (pass ``maximum`` instead).
 DEFAULT_NUMBER_MAXIMUM = 1e6
@@ -71,6 +79,8 @@ KNOWN_EXTRAS = (
     "max_response_mb",
     "custom_statuses",
     "reconcile_window",
+    "max_connections",
+    "requests_per_second",
 )
 
 
@@ -92,6 +102,12 @@ class ClientConfig:
     #: Seconds an idempotency key must stay absent after an unclear create before it is created
     #: again (the extra ``reconcile_window``; see :mod:`emedgene_provider.client.reconcile`).
     reconcile_window: float = DEFAULT_RECONCILE_WINDOW
+    #: The async client's connection pool size (the extra ``max_connections``): every trigger of a
+    #: triggerer on this tenant shares that one pool (:func:`emedgene_provider.client.aio.shared_client`).
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    #: Requests per second to this tenant from the whole process (the extra ``requests_per_second``;
+    #: 0: no limit; see :mod:`emedgene_provider.client.ratelimit`).
+    requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND
     on_secret: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -416,6 +432,12 @@ def config_from_connection(
         custom_statuses=parse_custom_statuses(extras.get("custom_statuses")),
         reconcile_window=_number(
             "reconcile_window", extras.get("reconcile_window"), DEFAULT_RECONCILE_WINDOW
+        ),
+        max_connections=int(
+            _number("max_connections", extras.get("max_connections"), DEFAULT_MAX_CONNECTIONS, integer=True)
+        ),
+        requests_per_second=_number(
+            "requests_per_second", extras.get("requests_per_second"), DEFAULT_REQUESTS_PER_SECOND
         ),
         on_secret=on_secret,
     )

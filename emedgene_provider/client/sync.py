@@ -28,6 +28,7 @@ from emedgene_provider.client.errors import (
     EmedgeneUnexpectedResponseError,
 )
 from emedgene_provider.client.payload import with_idempotency_key
+from emedgene_provider.client.ratelimit import RateLimiter, limiter_for, pause_for_answer
 from emedgene_provider.client.reconcile import (
     ADOPT,
     CREATE_ANEW,
@@ -44,6 +45,7 @@ from emedgene_provider.client.reconcile import (
     lookup_since,
     verdict,
 )
+from emedgene_provider.client.records import OpenOutput, RecordStream, write_all
 from emedgene_provider.client.responses import (
     AuthRejected,
     ambiguous_create,
@@ -74,6 +76,12 @@ from emedgene_provider.client.wire import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+B = TypeVar("B")  # what reading an answer's body gives: its bytes, or the records streamed
+#: The export's list: ``hits`` in the guide's answer [doc], ``variants`` in one lab's script [py].
+EXPORT_KEYS = ("hits", "variants")
+#: Bytes asked of the HTTP library per read of a streamed list (fewer, larger reads: the bulk of
+#: the answer passes through).
+STREAM_CHUNK_BYTES = 256 * 1024
 _CONNECT_FAILURES = ("NewConnectionError", "ConnectTimeoutError", "NameResolutionError")
 
 
@@ -104,6 +112,8 @@ class EmedgeneClient:
         self.session: requests.Session = BoundedSession()  # never redirects; deadlines can cut it
         self.sleep: Callable[[float], None] = time.sleep  # tests replace it to skip waits
         self.clock: Callable[[], float] = time.time  # epoch seconds; tests replace it with sleep
+        #: The tenant's request rate, shared by every client of the process (ratelimit.py).
+        self.limiter: RateLimiter = limiter_for(config.base_url, config.requests_per_second)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -132,12 +142,29 @@ class EmedgeneClient:
         params: tuple[tuple[str, str], ...] = (),
         json: Any = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
-        """One HTTP attempt: its status, headers and body (capped), within the call's deadline.
+        """One HTTP attempt: its status, headers and body (capped), within the call's deadline."""
+        return self._exchange(call, url, self._read, headers=headers, params=params, json=json)
+
+    def _exchange(
+        self,
+        call: ApiCall,
+        url: str,
+        read: Callable[[ApiCall, str, requests.Response], tuple[int, Mapping[str, str], B]],
+        *,
+        headers: dict[str, str],
+        params: tuple[tuple[str, str], ...] = (),
+        json: Any = None,
+    ) -> tuple[int, Mapping[str, str], B]:
+        """One HTTP attempt, its answer read by ``read`` (whole and capped, or streamed to a file),
+        within the call's deadline.
 
         Transport failures become a retry, an ambiguity, or a final error; a redirect is an error
         and is not followed; an answer larger than ``max_response_mb`` is an error, read no further.
         """
         config = self.config
+        pace = self.limiter.reserve()  # the tenant's rate limit, before the deadline starts
+        if pace > 0:
+            self.sleep(pace)
         with Deadline(config.deadline) as deadline:
             try:
                 response = self.session.request(
@@ -153,7 +180,7 @@ class EmedgeneClient:
                     stream=True,
                 )
                 with response:
-                    answer = self._read(call, url, response)
+                    answer = read(call, url, response)
             except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL) as exc:
                 # Refused while preparing, before anything was sent: not retried, never ambiguous.
                 raise not_built(call, self.scrub(str(exc))) from None
@@ -174,8 +201,13 @@ class EmedgeneClient:
                     f"{self.scrub(str(exc))[:200]}"
                 )
                 raise transport_failure(call, detail, never_sent=_never_sent(exc)) from None
+            except EmedgeneUnexpectedResponseError:
+                if deadline.finish():  # a streamed answer cut short by the deadline reads as broken
+                    raise deadline_passed(call, deadline.seconds, config.timeout) from None
+                raise
             if deadline.finish():  # cut while reading a body that ends at the close: not all of it
                 raise deadline_passed(call, deadline.seconds, config.timeout)
+        pause_for_answer(self.limiter, answer[0], answer[1], config.retry.max_wait)  # Retry-After: all wait
         return answer
 
     def _read(
@@ -192,11 +224,36 @@ class EmedgeneClient:
                 break  # an error page's first words are all we need; the connection is dropped
         return status, response.headers, body.body
 
+    def _read_records(
+        self,
+        call: ApiCall,
+        url: str,
+        response: requests.Response,
+        keys: tuple[str, ...],
+        open_output: OpenOutput,
+    ) -> tuple[int, Mapping[str, str], int | bytes]:
+        """A success's ``keys`` list streamed to the output: its record count. Any other answer is
+        read as :meth:`_read` reads it (capped, a redirect refused): its bytes, to be interpreted."""
+        status = response.status_code
+        if not 200 <= status < 300:
+            return self._read(call, url, response)
+        cap, declared = self.config.max_response_bytes, declared_length(response.headers)
+        with RecordStream(
+            call, status, response.headers, keys, open_output, self.scrub, cap=cap, declared=declared
+        ) as stream:
+            for chunk in response.iter_content(chunk_size=STREAM_CHUNK_BYTES):
+                stream.feed(chunk)
+            return status, response.headers, stream.finish()
+
+    @staticmethod
+    def _bearer(token: Token) -> dict[str, str]:
+        return {"Authorization": token.header_value, "Accept": "application/json"}
+
     def _attempt(self, call: ApiCall, token: Token) -> Any:
         status, headers, body = self._send(
             call,
             self.config.base_url + call.path,
-            headers={"Authorization": token.header_value, "Accept": "application/json"},
+            headers=self._bearer(token),
             params=call.params,
             json=call.json,
         )
@@ -239,17 +296,53 @@ class EmedgeneClient:
 
     def call(self, call: ApiCall) -> Any:
         """Send ``call`` with retries; on 401/403 with a cached token, renew it and replay once."""
+        return self._authorized(call, lambda token: self._attempt(call, token))
+
+    def _authorized(self, call: ApiCall, attempt: Callable[[Token], T]) -> T:
+        """``attempt(token)`` with retries; on 401/403 with a cached token, renew it and replay once."""
         token = self.token()
         try:
-            return self._with_retries(call, lambda: self._attempt(call, token))
+            return self._with_retries(call, lambda: attempt(token))
         except AuthRejected:
             log.info("Emedgene %s: token refused, logging in again and replaying once", call.describe())
             self._cache.invalidate(self._key, token)
         token = self.token()
         try:
-            return self._with_retries(call, lambda: self._attempt(call, token))
+            return self._with_retries(call, lambda: attempt(token))
         except AuthRejected as again:
             raise fresh_token_refused(call, again) from None
+
+    def stream_records(self, call: ApiCall, keys: tuple[str, ...], open_output: OpenOutput) -> int:
+        """Send ``call`` as :meth:`call` does (token, 401/403 replay, retries, deadline, no redirect,
+        the same errors) and write the records of its answer's list, the first of ``keys`` present
+        (``field_of``'s rule), to ``open_output()`` as a JSON array, streamed from the socket: never
+        the whole answer in memory (:mod:`~emedgene_provider.client.records`). Returns how many
+        records were written.
+
+        The output is opened afresh for each attempt, only once a success's list begins: an error
+        answer writes nothing, and an attempt retried after a failure mid-answer rewrites the output
+        from the start rather than append to it. On an error the output may hold a partial list:
+        the caller removes it. ``max_response_mb`` caps the answer, as for :meth:`call`.
+        """
+        url = self.config.base_url + call.path
+
+        def read(
+            c: ApiCall, u: str, response: requests.Response
+        ) -> tuple[int, Mapping[str, str], int | bytes]:
+            return self._read_records(c, u, response, keys, open_output)
+
+        def attempt(token: Token) -> int:
+            status, headers, body = self._exchange(
+                call, url, read, headers=self._bearer(token), params=call.params, json=call.json
+            )
+            if isinstance(body, int):
+                return body
+            # Not a success: interpret raises what the answer means, as for call().
+            return write_all(
+                open_output, field_of(call, interpret(call, status, headers, body, self.scrub), *keys)
+            )
+
+        return self._authorized(call, attempt)
 
     # -- the API ----------------------------------------------------------------------------
 
@@ -312,7 +405,17 @@ class EmedgeneClient:
     def export_case(self, case_name: str) -> list[dict[str, Any]]:
         """The case's export; the guide's answer holds ``hits`` [doc], one lab reads ``variants`` [py]."""
         call = endpoints.export_case(case_name)
-        return list(field_of(call, self.call(call), "hits", "variants"))
+        return list(field_of(call, self.call(call), *EXPORT_KEYS))
+
+    def export_case_to(self, case_name: str, open_output: OpenOutput) -> int:
+        """The case's export streamed to ``open_output()`` as a JSON array of its variants; returns
+        how many (:meth:`stream_records`)."""
+        return self.stream_records(endpoints.export_case(case_name), EXPORT_KEYS, open_output)
+
+    def get_candidates_to(self, case_name: str, open_output: OpenOutput) -> int:
+        """The case's candidates streamed to ``open_output()`` as a JSON array; returns how many
+        (:meth:`stream_records`)."""
+        return self.stream_records(endpoints.get_candidates(case_name), ("hits",), open_output)
 
     # -- idempotent creation ----------------------------------------------------------------
 

@@ -7,7 +7,9 @@ before anything can fail, and exposes the client's calls as the hook's public me
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +20,11 @@ from emedgene_provider.connection_fields import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 
 if TYPE_CHECKING:  # the HTTP client (requests, tenacity) is imported when a call is made, not when a
     # DAG file that uses the operators is parsed
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    from emedgene_provider.client.aio import AsyncEmedgeneClient
     from emedgene_provider.client.reconcile import Journal
+    from emedgene_provider.client.records import OpenOutput
     from emedgene_provider.client.sync import EmedgeneClient
 
 
@@ -88,6 +94,27 @@ class EmedgeneHook(BaseHook):
     def get_conn(self) -> EmedgeneClient:
         return self.client
 
+    # -- the async client (triggers) ------------------------------------------------------------
+
+    async def aget_config(self) -> ClientConfig:
+        """The connection, read through Airflow's async path (the triggerer may not touch the
+        metadata DB synchronously), its password and API key masked before it is validated."""
+        from airflow.providers.common.compat.connection import get_async_connection
+
+        conn = await get_async_connection(self.emedgene_conn_id)
+        return config_from_conn(conn, on_secret=mask_secret)
+
+    @asynccontextmanager
+    async def async_client(self) -> AsyncIterator[AsyncEmedgeneClient]:
+        """``async with hook.async_client() as client``: the event loop's shared client for this
+        connection (:func:`~emedgene_provider.client.aio.shared_client`): every wait of a triggerer
+        on one tenant shares one connection pool and one token, instead of one each."""
+        from emedgene_provider.client.aio import shared_client
+
+        config = await self.aget_config()
+        async with shared_client(config) as client:
+            yield client
+
     def test_connection(self) -> tuple[bool, str]:
         """For the UI's Test button: log in and read one page of cases."""
         try:
@@ -151,9 +178,63 @@ class EmedgeneHook(BaseHook):
         return self.client.get_case_status(case_name)
 
     def get_candidates(self, case_name: str) -> list[dict[str, Any]]:
-        """Candidate variants of a delivered case."""
+        """Candidate variants of a delivered case, in memory (for XCom; see :meth:`get_candidates_to`)."""
         return self.client.get_candidates(case_name)
 
     def export_case(self, case_name: str) -> list[dict[str, Any]]:
-        """The case's detailed export (``hits`` or ``variants`` in the answer)."""
+        """The case's detailed export (``hits`` or ``variants`` in the answer), in memory (for XCom;
+        a large export belongs in :meth:`export_case_to`)."""
         return self.client.export_case(case_name)
+
+    def get_candidates_to(self, case_name: str, path: str | ObjectStoragePath) -> int:
+        """Stream a delivered case's candidates into ``path`` (an ObjectStoragePath or its URI) as a
+        JSON array; returns how many. See :meth:`export_case_to` for how the file is written."""
+        return stream_to_path(path, lambda open_output: self.client.get_candidates_to(case_name, open_output))
+
+    def export_case_to(self, case_name: str, path: str | ObjectStoragePath) -> int:
+        """Stream the case's export into ``path`` (an ObjectStoragePath or its URI: ``file://``,
+        ``s3://``, ...) as a JSON array of its variants, from the socket to the store, never the
+        whole export in memory; returns how many variants.
+
+        The file holds the array exactly as the server sent it (its key order and spacing), so
+        ``json.load`` of it equals :meth:`export_case`'s list. It is complete or absent: a local file
+        is written as ``<name>.partial`` beside it and renamed when complete; an object store shows
+        an object only once its upload completes. On failure the partial file or object is removed.
+        An error answer (404, 5xx after retries, ...) raises as :meth:`export_case` does."""
+        return stream_to_path(path, lambda open_output: self.client.export_case_to(case_name, open_output))
+
+
+#: Suffix of a local file being written, renamed away once complete.
+PARTIAL_SUFFIX = ".partial"
+
+
+def stream_to_path(path: str | ObjectStoragePath, produce: Callable[[OpenOutput], int]) -> int:
+    """Run ``produce(open_output)`` with an ``open_output`` that opens ``path`` (its parent created)
+    for binary writing, so that the file is complete or absent (:meth:`EmedgeneHook.export_case_to`).
+    Returns what ``produce`` returns."""
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+    from fsspec.implementations.local import LocalFileSystem
+
+    final = path if isinstance(path, ObjectStoragePath) else ObjectStoragePath(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # A local rename is atomic and cheap; an object store's is a copy, and needless there: a new
+    # object is not visible until its upload completes.
+    local = isinstance(final.fs, LocalFileSystem)
+    staged = final.with_name(final.name + PARTIAL_SUFFIX) if local else final
+    opened = False
+
+    def open_output() -> Any:
+        nonlocal opened
+        opened = True
+        return staged.open("wb")  # truncates: a retried attempt starts the file over
+
+    try:
+        count = produce(open_output)
+        if local:
+            staged.replace(final)
+    except BaseException:
+        if opened:  # never remove what a failure before any writing left in place
+            with contextlib.suppress(Exception):
+                staged.unlink(missing_ok=True)
+        raise
+    return count

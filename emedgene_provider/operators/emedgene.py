@@ -22,6 +22,7 @@ from airflow.providers.common.compat.sdk import (
 from emedgene_provider.client import status as lifecycle
 from emedgene_provider.client.errors import EmedgeneCreatePendingError, EmedgeneNotFoundError
 from emedgene_provider.client.payload import CLOCK_SKEW, case_problems
+from emedgene_provider.client.polling import PollSchedule
 from emedgene_provider.client.reconcile import CreateRecord, Journal, MemoryJournal
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.links.emedgene import XCOM_CASE_URL, EmedgeneCaseLink
@@ -70,7 +71,11 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
     :param wait_for_completion: wait until a target status before finishing.
     :param target_statuses: statuses that end the wait. Default ``("Delivered",)``.
     :param failure_statuses: statuses that fail it; None for the lifecycle's failure statuses.
-    :param poll_interval: seconds between status checks.
+    :param poll_interval: seconds between status checks once the case is one stage before a target
+        (In progress, waiting for Delivered); earlier stages are checked less often, with jitter
+        (the rule: :mod:`emedgene_provider.client.polling`).
+    :param max_poll_interval: the longest wait between two checks; None for
+        ``max(poll_interval, min(8 * poll_interval, 3600))``.
     :param timeout: seconds to wait at most.
     :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
     :param idempotency_key: stamped into ``test_data.extra_data.airflow_idempotency_key`` of the
@@ -102,6 +107,7 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         timeout: float = 7 * 24 * 3600.0,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         idempotency_key: str | None = None,
+        max_poll_interval: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -111,8 +117,11 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         self.target_statuses = target_statuses
         self.failure_statuses = failure_statuses
         self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
         self.timeout = timeout
         self.deferrable = deferrable
+        if wait_for_completion:  # a bad interval fails the DAG file's parse, not the wait
+            PollSchedule(poll_interval, max_poll_interval)
 
     def load_case(self, context: Any | None = None) -> dict[str, Any]:
         """The rendered case, checked: a dict as is; JSON text (what a literal ``.json`` path renders
@@ -394,6 +403,7 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
                 failures,
                 poll_interval=self.poll_interval,
                 timeout=self.timeout,
+                max_poll_interval=self.max_poll_interval,
             )
             return case_name
         if check_case(self.hook, case_name, targets, failures) is not None:
@@ -406,6 +416,7 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
                 failure_statuses=failures,
                 poll_interval=self.poll_interval,
                 end_time=time.time() + self.timeout,
+                max_poll_interval=self.max_poll_interval,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
@@ -498,22 +509,26 @@ class _EmedgeneResultOperator(_EmedgeneCaseOperator):
         self.max_xcom_bytes = max_xcom_bytes
 
     def fetch(self) -> list[dict[str, Any]]:
+        """The records, in memory (for XCom)."""
+        raise NotImplementedError
+
+    def fetch_to(self, path: ObjectStoragePath) -> int:
+        """Stream the records into ``path``; how many."""
         raise NotImplementedError
 
     def execute(self, context: Any) -> Any:
         self.push_case_url(context, self.case_name)
-        records = self.fetch()
-        text = json.dumps(records, indent=None, sort_keys=True)
         if self.output_path:
             location = str(self.output_path)
             if location.endswith("/"):  # a folder: one file per case, so mapped tasks don't collide
                 location = f"{location}{self.case_name}.json"
             path = ObjectStoragePath(location)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("w") as out:
-                out.write(text)
-            self.log.info("Wrote %d %s of case %s to %s", len(records), self.what, self.case_name, path)
-            return {"path": str(path), "count": len(records)}
+            # Streamed from the socket to the store, the file complete or absent (the hook's *_to).
+            count = self.fetch_to(path)
+            self.log.info("Wrote %d %s of case %s to %s", count, self.what, self.case_name, path)
+            return {"path": str(path), "count": count}
+        records = self.fetch()
+        text = json.dumps(records, indent=None, sort_keys=True)
         size = len(text.encode())
         if size > self.max_xcom_bytes:
             raise AirflowFailException(
@@ -529,8 +544,10 @@ class EmedgeneGetCandidatesOperator(_EmedgeneResultOperator):
 
     :param case_name: the case (templated).
     :param output_path: where to write them as JSON, an ObjectStoragePath URI (templated); one ending
-        in ``/`` is a folder that gets ``<case_name>.json``. The operator then returns
-        ``{"path": ..., "count": ...}``; without it, the list.
+        in ``/`` is a folder that gets ``<case_name>.json``. The answer is streamed there, never
+        held whole in memory, and the file is complete or absent (a local one is written as
+        ``<name>.partial`` and renamed). The operator then returns ``{"path": ..., "count": ...}``;
+        without it, the list.
     :param max_xcom_bytes: refuse to return more than this much JSON through XCom.
     """
 
@@ -539,14 +556,19 @@ class EmedgeneGetCandidatesOperator(_EmedgeneResultOperator):
     def fetch(self) -> list[dict[str, Any]]:
         return self.hook.get_candidates(self.case_name)
 
+    def fetch_to(self, path: ObjectStoragePath) -> int:
+        return self.hook.get_candidates_to(self.case_name, path)
+
 
 class EmedgeneExportCaseOperator(_EmedgeneResultOperator):
     """A delivered case's detailed export (variants with transcripts, ACMG tags, ...).
 
     :param case_name: the case (templated).
     :param output_path: where to write it as JSON, an ObjectStoragePath URI (templated); one ending
-        in ``/`` is a folder that gets ``<case_name>.json``. The operator then returns
-        ``{"path": ..., "count": ...}``; without it, the list.
+        in ``/`` is a folder that gets ``<case_name>.json``. The answer is streamed there, never
+        held whole in memory, and the file is complete or absent (a local one is written as
+        ``<name>.partial`` and renamed). The operator then returns ``{"path": ..., "count": ...}``;
+        without it, the list.
     :param max_xcom_bytes: refuse to return more than this much JSON through XCom.
     """
 
@@ -554,3 +576,6 @@ class EmedgeneExportCaseOperator(_EmedgeneResultOperator):
 
     def fetch(self) -> list[dict[str, Any]]:
         return self.hook.export_case(self.case_name)
+
+    def fetch_to(self, path: ObjectStoragePath) -> int:
+        return self.hook.export_case_to(self.case_name, path)

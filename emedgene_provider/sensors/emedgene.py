@@ -15,6 +15,7 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
+from emedgene_provider.client.polling import PollSchedule
 from emedgene_provider.client.status import UnrecognisedStatusNotice
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.links.emedgene import XCOM_CASE_URL, EmedgeneCaseLink
@@ -37,6 +38,13 @@ class EmedgeneCaseStatusSensor(BaseSensorOperator):
     :param failure_statuses: statuses that fail it; None for Issue reported, Trash bin, Move to trash.
     :param emedgene_conn_id: the Emedgene connection.
     :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
+    :param max_poll_interval: deferrable mode only: the longest wait between two polls. The
+        trigger polls every ``poke_interval`` once the case is one stage before a target and less
+        often before that (Pending sequencing, Uploading), up to this, with jitter; None for
+        ``max(poke_interval, min(8 * poke_interval, 3600))`` (:mod:`emedgene_provider.client.polling`).
+
+    Poke and reschedule modes keep Airflow's own schedule: a poke every ``poke_interval`` (or
+    Airflow's ``exponential_backoff`` up to ``max_wait``, if set), not the lifecycle-aware one.
     """
 
     template_fields: Sequence[str] = ("case_name", "target_statuses", "failure_statuses", "emedgene_conn_id")
@@ -51,6 +59,7 @@ class EmedgeneCaseStatusSensor(BaseSensorOperator):
         failure_statuses: Sequence[str] | None = None,
         emedgene_conn_id: str = EmedgeneHook.default_conn_name,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        max_poll_interval: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -59,6 +68,9 @@ class EmedgeneCaseStatusSensor(BaseSensorOperator):
         self.failure_statuses = failure_statuses
         self.emedgene_conn_id = emedgene_conn_id
         self.deferrable = deferrable
+        self.max_poll_interval = max_poll_interval
+        if deferrable:  # a bad interval fails the DAG file's parse, not the wait in the triggerer
+            PollSchedule(float(self.poke_interval), max_poll_interval)
         self._notice = UnrecognisedStatusNotice()
 
     @cached_property
@@ -99,6 +111,7 @@ class EmedgeneCaseStatusSensor(BaseSensorOperator):
                 failure_statuses=self._failures(),
                 poll_interval=float(self.poke_interval),
                 end_time=time.time() + float(self.timeout),
+                max_poll_interval=self.max_poll_interval,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout)),

@@ -1,10 +1,10 @@
 """EmedgeneCaseStatusTrigger: waits on a case's status inside Airflow's triggerer.
 
 A wait of days costs no worker slot. The trigger holds only primitives (conn id, case name,
-statuses, interval, an absolute deadline): never a token or credential. It reads the connection
-through Airflow's async path (no sync DB access in the triggerer), shares the process's token
-cache (a triggerer's many waits make one login, renewed inside waits of any length), and yields
-exactly one event.
+statuses, interval, an absolute deadline): never a token or credential. It gets its client from
+the hook, which reads the connection through Airflow's async path (no sync DB access in the
+triggerer); every wait of a triggerer on one tenant shares that one client (one connection pool,
+one token: one login, renewed once inside waits of any length). It yields exactly one event.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import mask_secret
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from emedgene_provider.client import status as lifecycle
-from emedgene_provider.client.config import config_from_conn
 from emedgene_provider.client.errors import EmedgeneError, EmedgeneUnavailableError
+from emedgene_provider.client.polling import PollSchedule
 from emedgene_provider.client.reconcile import (
     ADOPT,
     CREATE_ANEW,
@@ -30,6 +30,7 @@ from emedgene_provider.client.reconcile import (
     describe_lookup,
     verdict,
 )
+from emedgene_provider.hooks.emedgene import EmedgeneHook
 
 if TYPE_CHECKING:  # aiohttp is imported in the triggerer, when a wait starts, not in every DAG parse
     from emedgene_provider.client.aio import AsyncEmedgeneClient
@@ -50,8 +51,13 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
         lifecycle; a status neither in the lifecycle nor in the connection's ``custom_statuses``
         keeps the wait going, with a warning once per run).
     :param failure_statuses: statuses that end it as failed; None for the lifecycle's failures.
-    :param poll_interval: seconds between polls.
+    :param poll_interval: seconds between polls once the case is one stage before a target (Queued
+        or In progress, waiting for Delivered); earlier stages are polled less often, with jitter
+        (the rule: :mod:`emedgene_provider.client.polling`).
     :param end_time: absolute deadline (epoch seconds), so a resumed trigger keeps the task's timeout.
+    :param max_poll_interval: the longest wait between two polls (before jitter); None for
+        ``max(poll_interval, min(8 * poll_interval, 3600))``. A trigger serialized without it (an
+        earlier version of the provider) resumes with that default.
     """
 
     def __init__(
@@ -62,6 +68,7 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
         failure_statuses: list[str] | None,
         poll_interval: float,
         end_time: float,
+        max_poll_interval: float | None = None,
     ) -> None:
         super().__init__()
         self.case_name = case_name
@@ -70,6 +77,9 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
         self.failure_statuses = None if failure_statuses is None else list(failure_statuses)
         self.poll_interval = float(poll_interval)
         self.end_time = float(end_time)
+        self.max_poll_interval = None if max_poll_interval is None else float(max_poll_interval)
+        # Refuses a bad interval here, when the task defers, not at the first sleep in the triggerer.
+        self._schedule = PollSchedule(self.poll_interval, self.max_poll_interval)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -81,6 +91,7 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
                 "failure_statuses": self.failure_statuses,
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
+                "max_poll_interval": self.max_poll_interval,
             },
         )
 
@@ -89,22 +100,18 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
             {"status": status, "case_name": self.case_name, "case_status": case_status, "message": message}
         )
 
-    async def _client(self) -> AsyncEmedgeneClient:
-        from airflow.providers.common.compat.connection import get_async_connection
-
-        conn = await get_async_connection(self.emedgene_conn_id)
-        config = config_from_conn(conn, on_secret=mask_secret)
-        from emedgene_provider.client.aio import AsyncEmedgeneClient
-
-        return AsyncEmedgeneClient(config)
+    def _client(self) -> AbstractAsyncContextManager[AsyncEmedgeneClient]:
+        """The triggerer's shared client for the connection, through the hook (one place reads
+        connections): every wait on one tenant shares its connection pool and token."""
+        return EmedgeneHook(self.emedgene_conn_id).async_client()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        try:
-            client = await self._client()
-        except Exception as exc:
-            yield self._event(EVENT_ERROR, f"Emedgene case {self.case_name}: cannot connect: {exc}")
-            return
-        async with client:
+        async with AsyncExitStack() as stack:
+            try:
+                client = await stack.enter_async_context(self._client())
+            except Exception as exc:
+                yield self._event(EVENT_ERROR, f"Emedgene case {self.case_name}: cannot connect: {exc}")
+                return
             case_status: str | None = None
             custom = client.config.custom_statuses
             notice = lifecycle.UnrecognisedStatusNotice()  # warns once per run, not at every poll
@@ -147,7 +154,8 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
                         case_status,
                     )
                     return
-                await asyncio.sleep(min(self.poll_interval, remaining))
+                wait = self._schedule.next_wait(case_status, self.target_statuses, custom)
+                await asyncio.sleep(min(wait, remaining))
 
 
 #: Event ``status`` values of :class:`EmedgeneCreateReconcileTrigger`.
@@ -220,27 +228,23 @@ class EmedgeneCreateReconcileTrigger(BaseTrigger):
             }
         )
 
-    async def _client(self) -> AsyncEmedgeneClient:
-        from airflow.providers.common.compat.connection import get_async_connection
-
-        conn = await get_async_connection(self.emedgene_conn_id)
-        from emedgene_provider.client.aio import AsyncEmedgeneClient
-
-        return AsyncEmedgeneClient(config_from_conn(conn, on_secret=mask_secret))
+    def _client(self) -> AbstractAsyncContextManager[AsyncEmedgeneClient]:
+        """The triggerer's shared client for the connection, through the hook."""
+        return EmedgeneHook(self.emedgene_conn_id).async_client()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         key = self.idempotency_key
-        try:
-            client = await self._client()
-        except Exception as exc:
-            yield self._event(
-                EVENT_ERROR, f"Emedgene create (idempotency key {key!r}): cannot connect: {exc}"
-            )
-            return
         record = CreateRecord(key, unclear_at=self.window_start, assumed=self.assumed)
         window = Window(self.window_start, self.window)
         checked: set[str] = set()  # cases read and found without the key: read once per window
-        async with client:
+        async with AsyncExitStack() as stack:
+            try:
+                client = await stack.enter_async_context(self._client())
+            except Exception as exc:
+                yield self._event(
+                    EVENT_ERROR, f"Emedgene create (idempotency key {key!r}): cannot connect: {exc}"
+                )
+                return
             while True:
                 try:
                     found = await client.newest_case_with_idempotency_key(
