@@ -1,6 +1,7 @@
 # Two set-up commands, each installing what it needs into local venvs under .venv/:
 #   make demo  - the example run end to end against the bundled Emedgene simulator
 #   make test  - lint, type check and the whole suite on Airflow 3.x and on Airflow 2.11
+#   make bench - the benchmarks of issue 8, then the cluster benchmark on PostgreSQL (not in test)
 PYTHON ?= python3
 VENV ?= .venv
 AIRFLOW3 ?= 3.3.2
@@ -9,8 +10,10 @@ AF3 := $(VENV)/airflow3
 AF2 := $(VENV)/airflow2
 PYTEST_ARGS ?=
 DEMO_HOME ?= .demo
+BENCH_HOME ?= .bench
+CLUSTER_ARGS ?=
 
-.PHONY: demo test test3 test2 lint venvs clean
+.PHONY: demo test test3 test2 lint venvs clean bench bench-cluster postgres pg-start pg-stop
 
 venvs: $(AF3)/.installed $(AF2)/.installed
 
@@ -44,3 +47,36 @@ demo: $(AF3)/.installed
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME)
+
+# -- benchmarks (issue 8) -------------------------------------------------------------------------
+# The cluster benchmark's extra dependencies: psycopg2 and asyncpg for Airflow on PostgreSQL.
+$(AF3)/.bench-installed: $(AF3)/.installed pyproject.toml
+	$(AF3)/bin/pip install -q -e ".[bench]"
+	touch $@
+
+# The example batch DAG, 50 mapped cases, through api-server, dag-processor, scheduler
+# (LocalExecutor) and two triggerers on a PostgreSQL started for it under $(BENCH_HOME)/pg and
+# stopped afterwards, failure or not. CLUSTER_ARGS passes options to bench/cluster.py.
+CLUSTER_BENCH = BENCH_HOME=$(BENCH_HOME) bench/pg.sh run \
+	$(AF3)/bin/python bench/cluster.py --home $(BENCH_HOME)/cluster $(CLUSTER_ARGS)
+
+# Every benchmark (bench/run_all.py), then the cluster benchmark; both run, and either failing
+# fails the target. (No $(MAKE) in the recipe: `make -n bench` must not run anything.)
+bench: $(AF3)/.bench-installed postgres
+	@status=0; \
+	$(AF3)/bin/python bench/run_all.py || status=1; \
+	$(CLUSTER_BENCH) || status=1; \
+	exit $$status
+
+bench-cluster: $(AF3)/.bench-installed postgres
+	$(CLUSTER_BENCH)
+
+# PostgreSQL's tools: Debian's postgresql package unless initdb is already installed.
+postgres:
+	@command -v initdb >/dev/null 2>&1 || BENCH_HOME=$(BENCH_HOME) bench/pg.sh install
+
+pg-start: postgres
+	BENCH_HOME=$(BENCH_HOME) bench/pg.sh start
+
+pg-stop:
+	BENCH_HOME=$(BENCH_HOME) bench/pg.sh stop

@@ -1,0 +1,689 @@
+"""Benchmark 6 of issue 8: the example batch DAG through a real Airflow 3 cluster shape.
+
+``emedgene_clinical_batch`` runs with a 50-sample manifest (its ``manifest`` param, given as the
+run's conf) under ``airflow api-server``, ``airflow dag-processor``, ``airflow scheduler``
+(LocalExecutor) and **two** ``airflow triggerer`` processes, on PostgreSQL as the metadata DB
+(``BENCH_PG_URL``; ``bench/pg.sh run`` provides one, ``make bench`` does it all), against the
+simulator serving TLS in a process of its own. It prints each figure beside its goal and exits 1
+on a miss:
+
+- the run succeeded, every case was created once, delivered, and its export file written;
+- every trigger ran in exactly one triggerer: the metadata DB's ``trigger`` table, sampled twice a
+  second, and the triggerers' per-task log files (``*.log.trigger.<triggerer job id>.log``) never
+  show one trigger in two triggerers; both triggerers took a share (their ``capacity`` is set
+  below the batch size, as a deployment bounds its triggerers, so one cannot take every wait);
+- the triggerers logged in at most once per triggerer per token lifetime (the simulator's tokens
+  last ``--token-ttl`` seconds and say so in ``expires_in``; a client renews a token before it
+  expires, so one lifetime is the part of it the client uses, ``ttl - min(ttl/10, 300)``);
+- no password or API key in any process's output or task log;
+- and, recorded without a goal, the wall time and the requests per case.
+
+How logins are told apart: the simulator counts logins, not who made them. The triggerers read
+the connection with the tenant's API key (``POST /platform-services-manager/Token``), the workers
+with username and password (``POST /api/auth/v2/api_login/``): both are supported ways into one
+tenant, and the per-route request counters then give the triggerers' logins exactly.
+
+Delivery: by default the simulator never moves a case on its own; the bench marks each case
+Delivered (through the simulator's admin API) ``--analysis-seconds`` after its trigger was claimed
+by a triggerer, once its wait has deferred and the scheduler has handled the exit of the attempt
+that deferred, so every one of the 50 waits really runs in a triggerer, polls there a few times,
+and sees the delivery at a poll. Delivering earlier races Airflow itself (see
+tests/test_e2e_triggerer.py: a trigger that fires before the scheduler has processed the
+deferring attempt can fail the task under CPU load). ``--stage-seconds N`` lets time move the
+cases instead; then a wait that starts after its case was delivered never defers, so the number
+of triggers is recorded rather than held to one per case.
+
+    BENCH_PG_URL=postgresql+psycopg2://... python bench/cluster.py --cases 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from emedgene_provider.client.auth import MAX_RENEWAL_LEAD
+
+ROOT = Path(__file__).resolve().parent.parent
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+DAG_ID = "emedgene_clinical_batch"
+TRIGGER_CLASSPATH = "emedgene_provider.triggers.emedgene.EmedgeneCaseStatusTrigger"
+WORKER_LOGIN_ROUTE = "POST /api/auth/v2/api_login/"
+TRIGGERER_LOGIN_ROUTE = "POST /platform-services-manager/Token"
+SIM_USER, SIM_PASSWORD, SIM_API_KEY = "lab-user", "lab-password", "sim-api-key"  # simulator defaults
+#: The scheduler's line once it has handled the executor's report of an attempt that deferred.
+SETTLED = re.compile(
+    rf"TaskInstance Finished: dag_id={DAG_ID}, task_id=wait_for_delivery, run_id=[^,]*, "
+    r"map_index=(-?\d+), .*?\bstate=deferred\b"
+)
+TRIGGER_LOG = re.compile(r"\.log\.trigger\.(\d+)\.log$")
+TRIGGER_STARTED = re.compile(rf"^trigger {DAG_ID}/.*/wait_for_delivery/.* \(ID (\d+)\) starting$")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_manifest(path: Path, cases: int) -> None:
+    """``cases`` singleton exome cases, one per manifest row, in the DAG's manifest columns."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(
+            ["sample_id", "sex", "case_type", "sample_type", "storage_id", "file_path", "phenotypes"]
+        )
+        for i in range(1, cases + 1):
+            sample = f"S-BENCH-{i:04d}"
+            out.writerow(
+                [
+                    sample,
+                    "Female" if i % 2 else "Male",
+                    "Exome",
+                    "vcf",
+                    7,
+                    f"/runs/bench/{sample}.hard-filtered.vcf.gz",
+                    "HP:0001250;HP:0001263",
+                ]
+            )
+
+
+class Simulator:
+    """The simulator as a process of its own (TLS), driven through its admin endpoints."""
+
+    def __init__(self, log: Path, stage_seconds: float, token_ttl: float) -> None:
+        self.log = log
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "emedgene_provider.testing.simulator", "--port", "0", "--tls",
+                "--stage-seconds", str(stage_seconds), "--token-ttl", str(token_ttl),
+                "--token-style", "expires_in",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log.open("wb"),
+            text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        self.ca_file = ""
+        for line in self.proc.stdout:  # "CA bundle: <path>", then "... listening on <url>"
+            line = line.strip()
+            if line.startswith("CA bundle: "):
+                self.ca_file = line.split(": ", 1)[1]
+            if "listening on" in line:
+                self.url = line.rsplit(" ", 1)[1]
+                break
+        else:
+            self.stop()
+            raise SystemExit(f"the simulator did not start; see {log}")
+        self._tls = ssl.create_default_context(cafile=self.ca_file)
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, context=self._tls, timeout=30) as answer:
+            return json.load(answer)
+
+    def counters(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/_simulator/counters")
+        return result
+
+    def deliver(self, case_name: str) -> None:
+        self._call("POST", f"/_simulator/cases/{case_name}/status", {"status": "Delivered"})
+
+    def worker_conn(self) -> str:
+        return json.dumps(
+            {
+                "conn_type": "emedgene",
+                "host": self.url,
+                "login": SIM_USER,
+                "password": SIM_PASSWORD,
+                "extra": {"auth_type": "password", "verify": self.ca_file},
+            }
+        )
+
+    def triggerer_conn(self) -> str:
+        return json.dumps(
+            {
+                "conn_type": "emedgene",
+                "host": self.url,
+                "extra": {
+                    "api_key": SIM_API_KEY,
+                    "token_url": self.url + "/platform-services-manager/Token",
+                    "auth_type": "api_key",
+                    "verify": self.ca_file,
+                },
+            }
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+class Components:
+    """Airflow processes, each in its own session, stopped children-first at the end."""
+
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        self.home, self.env = home, env
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
+        log = (self.home / f"{name}.out").open("wb")
+        proc = subprocess.Popen(
+            [AIRFLOW, *args],
+            env={**self.env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append((name, proc))
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"airflow {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            )
+        return done.stdout
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"airflow {name} exited early:\n{self.output(name)[-3000:]}")
+
+    def output(self, name: str) -> str:
+        return (self.home / f"{name}.out").read_text(errors="replace")
+
+    def stop(self) -> None:
+        """SIGTERM every process group (the last started first), then SIGKILL what is left."""
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        for _, proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+class MetadataDB:
+    """Read-only queries on the Airflow metadata DB (PostgreSQL), through psycopg2."""
+
+    def __init__(self, sqlalchemy_url: str) -> None:
+        import psycopg2  # the [bench] extra; only this benchmark needs it
+
+        self._psycopg2 = psycopg2
+        self.dsn = re.sub(r"^postgresql\+\w+://", "postgresql://", sqlalchemy_url)
+        self.conn: Any = None
+
+    def query(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
+        for attempt in range(5):
+            try:
+                if self.conn is None:
+                    self.conn = self._psycopg2.connect(self.dsn)
+                    self.conn.autocommit = True
+                with self.conn.cursor() as cur:
+                    cur.execute(sql, args)
+                    return list(cur.fetchall())
+            except self._psycopg2.OperationalError:
+                self.close()
+                if attempt == 4:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                self.conn.close()
+            self.conn = None
+
+
+@dataclass
+class Observation:
+    """What the bench saw while the run went on."""
+
+    #: trigger id -> the triggerer job ids it was ever seen claimed by, in the ``trigger`` table.
+    claimed_by: dict[int, set[int]] = field(default_factory=lambda: defaultdict(set))
+    #: trigger id -> the map index of the wait it serves.
+    map_index_of: dict[int, int] = field(default_factory=dict)
+    #: map index -> when its trigger was first seen claimed by a triggerer (monotonic).
+    claimed_at: dict[int, float] = field(default_factory=dict)
+    #: map indices delivered without the scheduler's settle line (see SETTLED).
+    unsettled: set[int] = field(default_factory=set)
+    #: map index -> when the bench marked its case Delivered (monotonic).
+    delivered_at: dict[int, float] = field(default_factory=dict)
+    peak_concurrent: int = 0
+
+
+def sample_triggers(db: MetadataDB, seen: Observation) -> dict[int, int]:
+    """Record which triggerer holds each trigger now; return claimed waits: map index -> trigger id."""
+    rows = db.query(
+        "SELECT t.id, t.triggerer_id, ti.map_index FROM trigger t "
+        "LEFT JOIN task_instance ti ON ti.trigger_id = t.id "
+        "WHERE t.classpath = %s",
+        TRIGGER_CLASSPATH,
+    )
+    claimed: dict[int, int] = {}
+    for trigger_id, triggerer_id, map_index in rows:
+        if map_index is not None:
+            seen.map_index_of[trigger_id] = map_index
+        if triggerer_id is not None:
+            seen.claimed_by[trigger_id].add(int(triggerer_id))
+            if map_index is not None:
+                claimed[int(map_index)] = int(trigger_id)
+                seen.claimed_at.setdefault(int(map_index), time.monotonic())
+    seen.peak_concurrent = max(seen.peak_concurrent, len(rows))
+    return claimed
+
+
+def case_names(db: MetadataDB, run_id: str) -> dict[int, str]:
+    """map index -> the case ``create_case[i]`` created (its XCom return value)."""
+    names: dict[int, str] = {}
+    for map_index, value in db.query(
+        "SELECT map_index, value FROM xcom WHERE dag_id = %s AND run_id = %s "
+        "AND task_id = 'create_case' AND key = 'return_value'",
+        DAG_ID,
+        run_id,
+    ):
+        if isinstance(value, (bytes, memoryview)):
+            value = bytes(value).decode()
+        if isinstance(value, str) and value.startswith('"'):
+            value = json.loads(value)
+        names[int(map_index)] = str(value)
+    return names
+
+
+@dataclass
+class TriggerRun:
+    """One trigger's run in one triggerer, as the triggerer's log for the task tells it."""
+
+    trigger_id: int
+    triggerer: int  # the triggerer's job id
+    start: datetime
+    end: datetime
+
+
+def read_trigger_logs(logs: Path) -> list[TriggerRun]:
+    """Every trigger run the triggerers logged, from their per-task log files.
+
+    A triggerer writes a trigger's log beside its task's, as ``<attempt>.log.trigger.<job id>.log``:
+    JSON lines, beginning with ``trigger <dag>/<run>/<task>/<map index>/<try> (ID <trigger id>)
+    starting`` (a file can hold several runs, if a task deferred twice in one attempt).
+    """
+    runs: list[TriggerRun] = []
+    for path in logs.rglob("*.log.trigger.*.log"):
+        job = TRIGGER_LOG.search(path.name)
+        if job is None:
+            continue
+        current: TriggerRun | None = None
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+                stamp = datetime.fromisoformat(str(record["timestamp"]).replace("Z", "+00:00"))
+            except (ValueError, KeyError, TypeError):
+                continue
+            started = TRIGGER_STARTED.search(str(record.get("event", "")))
+            if started:
+                current = TriggerRun(int(started.group(1)), int(job.group(1)), stamp, stamp)
+                runs.append(current)
+            elif current is not None:
+                current.end = max(current.end, stamp)
+    return runs
+
+
+@dataclass
+class Row:
+    figure: str
+    value: str
+    goal: str = ""
+    ok: bool | None = None  # None: recorded, no goal
+
+
+def print_table(rows: list[Row]) -> None:
+    widths = [
+        max(len(r.figure) for r in rows),
+        max(len(r.value) for r in rows),
+        max(len(r.goal) for r in rows),
+    ]
+    print(f"{'figure':<{widths[0]}}  {'measured':<{widths[1]}}  {'goal':<{widths[2]}}  result")
+    for r in rows:
+        verdict = "" if r.ok is None else ("ok" if r.ok else "MISS")
+        print(f"{r.figure:<{widths[0]}}  {r.value:<{widths[1]}}  {r.goal:<{widths[2]}}  {verdict}")
+
+
+def wait_until(what: str, done: Callable[[], bool], components: Components, limit: float) -> None:
+    """Poll ``done``; ``limit`` only bounds how long a broken run takes to fail."""
+    deadline = time.monotonic() + limit
+    while not done():
+        components.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{what}: not after {limit:g} s; scheduler said:\n{components.output('scheduler')[-3000:]}"
+            )
+        time.sleep(0.5)
+
+
+def airflow_env(
+    home: Path, pg_url: str, args: argparse.Namespace, sim: Simulator, data: Path
+) -> dict[str, str]:
+    """One environment for every Airflow process (the triggerers override the connection)."""
+    api_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(
+        PATH=f"{Path(AIRFLOW).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags_examples"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__UNIT_TEST_MODE="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=pg_url,
+        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+        AIRFLOW__CORE__PARALLELISM=str(args.parallelism),
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="True",
+        # Only the bench's own run: unpausing the daily DAG must not add a scheduled run (that
+        # would read the small example manifest and create cases of its own).
+        AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
+        AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="1",
+        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
+        AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC="1",
+        # A triggerer runs at most this many triggers, so the batch needs both triggerers; and it
+        # claims few per loop, as Airflow advises for HA, so the two share the work as it comes.
+        AIRFLOW__TRIGGERER__CAPACITY=str(math.ceil(args.cases * 0.6)),
+        AIRFLOW__TRIGGERER__MAX_TRIGGER_TO_SELECT_PER_LOOP="5",
+        # Airflow 3's task supervisor waits up to this long before it notices its task exited.
+        AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL="1",
+        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
+        AIRFLOW__API__PORT=str(api_port),
+        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{api_port}/execution/",
+        AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_hex(16),
+        AIRFLOW_CONN_EMEDGENE_DEFAULT=sim.worker_conn(),
+        EMEDGENE_DATA_DIR=str(data),
+        EMEDGENE_POLL_INTERVAL=str(args.poll_interval),
+    )
+    return env
+
+
+def run(args: argparse.Namespace) -> int:
+    pg_url = args.pg_url or os.environ.get("BENCH_PG_URL", "")
+    if not pg_url.startswith("postgresql"):
+        print(
+            "error: give a PostgreSQL SQLAlchemy URL (--pg-url or BENCH_PG_URL); bench/pg.sh run ...",
+            file=sys.stderr,
+        )
+        return 2
+    out = Path(args.home).resolve()
+    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.csv").exists():
+        print(f"error: {out} is not empty and not an earlier run's outputs; not wiping it", file=sys.stderr)
+        return 2
+    shutil.rmtree(out, ignore_errors=True)
+    home, data = out / "airflow_home", out / "data"
+    home.mkdir(parents=True)
+    manifest = out / "manifest.csv"
+    write_manifest(manifest, args.cases)
+    exports = data / "batch-exports"
+    by_hand = args.stage_seconds <= 0
+    seen = Observation()
+    bench_started = time.monotonic()
+    with contextlib.ExitStack() as cleanup:  # stopped in reverse: Airflow, the DB reader, the simulator
+        sim = Simulator(
+            out / "simulator.out", 7 * 24 * 3600 if by_hand else args.stage_seconds, args.token_ttl
+        )
+        cleanup.callback(sim.stop)
+        db = MetadataDB(pg_url)
+        cleanup.callback(db.close)
+        components = Components(home, airflow_env(home, pg_url, args, sim, data))
+        cleanup.callback(components.stop)
+        print(f"simulator {sim.url} (TLS); metadata DB {re.sub(r'//[^@/]*@', '//', pg_url)}", flush=True)
+        t_migrate = time.monotonic()
+        components.cli("db", "migrate")
+        print(f"airflow db migrate: {time.monotonic() - t_migrate:.0f} s", flush=True)
+        api_port = components.env["AIRFLOW__API__PORT"]
+        components.start("api-server", "api-server", "--port", api_port)
+        components.start("dag-processor", "dag-processor")
+        components.start("scheduler", "scheduler")
+        for i in range(1, args.triggerers + 1):
+            components.start(
+                f"triggerer-{i}",
+                "triggerer",
+                env={
+                    "AIRFLOW_CONN_EMEDGENE_DEFAULT": sim.triggerer_conn(),
+                    "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+                },
+            )
+        wait_until(
+            "the DAG was parsed",
+            lambda: bool(db.query("SELECT 1 FROM serialized_dag WHERE dag_id = %s", DAG_ID)),
+            components,
+            limit=300,
+        )
+        conf = {"manifest": str(manifest), "export_dir": f"file://{exports}/"}
+        components.cli("dags", "unpause", DAG_ID)
+        started = time.monotonic()
+        components.cli("dags", "trigger", DAG_ID, "--conf", json.dumps(conf))
+        print(f"triggered {DAG_ID} with {args.cases} cases", flush=True)
+        (run_id,) = [r[0] for r in db.query("SELECT run_id FROM dag_run WHERE dag_id = %s", DAG_ID)]
+
+        settled: set[int] = set()
+        scheduler_log = home / "scheduler.out"
+        offset = 0
+        names: dict[int, str] = {}
+        deadline = started + args.timeout
+        state = None
+        while True:
+            components.check_alive()
+            claimed = sample_triggers(db, seen)
+            if by_hand and claimed:
+                with scheduler_log.open("rb") as handle:
+                    handle.seek(offset)
+                    chunk = handle.read()
+                    end = chunk.rfind(b"\n") + 1  # whole lines only
+                    offset += end
+                settled.update(int(m) for m in SETTLED.findall(chunk[:end].decode(errors="replace")))
+                deferred = {
+                    int(r[0])
+                    for r in db.query(
+                        "SELECT map_index FROM task_instance WHERE dag_id = %s AND run_id = %s "
+                        "AND task_id = 'wait_for_delivery' AND state = 'deferred'",
+                        DAG_ID,
+                        run_id,
+                    )
+                }
+                now = time.monotonic()
+                held = {i for i in claimed if now - seen.claimed_at[i] >= args.analysis_seconds}
+                # Should Airflow stop logging the settle line the way SETTLED expects, a wait is
+                # delivered anyway 30 s on, rather than the run hanging until --timeout.
+                overdue = {i for i in held if now - seen.claimed_at[i] >= args.analysis_seconds + 30}
+                ready = ((held & settled) | overdue) & (deferred - set(seen.delivered_at))
+                seen.unsettled.update(ready - settled)
+                if ready and not names.keys() >= ready:
+                    names = case_names(db, run_id)
+                for map_index in sorted(ready):
+                    sim.deliver(names[map_index])
+                    seen.delivered_at[map_index] = time.monotonic()
+            states = db.query("SELECT state FROM dag_run WHERE run_id = %s", run_id)
+            state = str(states[0][0])
+            if state in ("success", "failed"):
+                break
+            if time.monotonic() > deadline:
+                print(f"error: the run is still {state} after {args.timeout:g} s", file=sys.stderr)
+                break
+            time.sleep(0.5)
+        wall = time.monotonic() - started
+        counters = sim.counters()
+        ti_states = db.query(
+            "SELECT task_id, state, count(*) FROM task_instance WHERE run_id = %s GROUP BY task_id, state "
+            "ORDER BY task_id, state",
+            run_id,
+        )
+        triggerer_jobs = [
+            int(r[0]) for r in db.query("SELECT id FROM job WHERE job_type = 'TriggererJob' ORDER BY id")
+        ]
+        names = case_names(db, run_id)
+    whole = time.monotonic() - bench_started
+
+    # -- figures ---------------------------------------------------------------------------------
+    print(f"\nrun {run_id}: {state}; task instances: " + ", ".join(f"{t} {s}: {n}" for t, s, n in ti_states))
+    rows: list[Row] = [Row("DAG run state", str(state), "success", state == "success")]
+    n = args.cases
+    rows.append(
+        Row(
+            "cases created (simulator)",
+            str(counters["cases_created"]),
+            f"= {n}",
+            counters["cases_created"] == n,
+        )
+    )
+    written = sorted(p.stem for p in exports.glob("*.json")) if exports.is_dir() else []
+    rows.append(
+        Row("export files written", str(len(written)), f"= {n}, one per case",
+            len(written) == n and set(written) == set(names.values()))
+    )  # fmt: skip
+
+    # Every trigger in exactly one triggerer: the DB samples and the triggerers' log files agree.
+    trigger_runs = read_trigger_logs(home / "logs")
+    log_owners: dict[int, set[int]] = defaultdict(set)
+    for trigger_run in trigger_runs:
+        log_owners[trigger_run.trigger_id].add(trigger_run.triggerer)
+    ids = set(seen.claimed_by) | set(log_owners)
+    owners = {t: seen.claimed_by.get(t, set()) | log_owners.get(t, set()) for t in ids}
+    twice = sorted(t for t, jobs in owners.items() if len(jobs) > 1)
+    both_sources = sum(1 for t in ids if seen.claimed_by.get(t) and log_owners.get(t))
+    per_triggerer: dict[int, int] = defaultdict(int)
+    for jobs in owners.values():
+        for job in jobs:
+            per_triggerer[job] += 1
+    triggers = len(ids)
+    rows.append(
+        Row("triggers run", str(triggers), f"= {n}, one per wait" if by_hand else "recorded",
+            triggers == n if by_hand else None)
+    )  # fmt: skip
+    rows.append(
+        Row("triggers seen in the DB and in a trigger log", str(both_sources),
+            f"= {n}" if by_hand else "recorded", both_sources == n if by_hand else None)
+    )  # fmt: skip
+    rows.append(
+        Row("triggers run by two triggerers", str(len(twice)) + (f" {twice[:5]}" if twice else ""), "0",
+            not twice)
+    )  # fmt: skip
+    split = " / ".join(str(per_triggerer.get(job, 0)) for job in triggerer_jobs)
+    used = sum(1 for job in triggerer_jobs if per_triggerer.get(job))
+    rows.append(
+        Row("triggers per triggerer", split or "-", f"all {args.triggerers} used", used == args.triggerers)
+    )  # fmt: skip
+
+    # Logins: the triggerers' (API key) against one per triggerer per token lifetime, over the
+    # time each triggerer had triggers running (from its logs). A client renews a token
+    # min(ttl/10, MAX_RENEWAL_LEAD) s before it expires: the rest is the lifetime it uses.
+    requests = counters["requests"]
+    trig_logins = int(requests.get(TRIGGERER_LOGIN_ROUTE, 0))
+    worker_logins = int(requests.get(WORKER_LOGIN_ROUTE, 0))
+    usable = args.token_ttl - min(args.token_ttl / 10, MAX_RENEWAL_LEAD)
+    busy: dict[int, float] = {}
+    for job in {r.triggerer for r in trigger_runs}:
+        mine = [r for r in trigger_runs if r.triggerer == job]
+        busy[job] = (max(r.end for r in mine) - min(r.start for r in mine)).total_seconds()
+    allowed = sum(1 + math.floor(seconds / usable) for seconds in busy.values())
+    spans = " + ".join(f"(1 + {seconds:.0f} s / {usable:g} s)" for seconds in busy.values())
+    rows.append(
+        Row("triggerer logins", str(trig_logins), f"<= {allowed} = {spans}", 0 < trig_logins <= allowed)
+    )  # fmt: skip
+    rows.append(Row("worker logins (one per task process that calls)", str(worker_logins)))
+
+    # Secrets: the password and the API key appear in no output and no task log.
+    scanned = [p for p in out.rglob("*") if p.is_file() and p.suffix in (".log", ".out") and p != manifest]
+    leaks = sorted(
+        {p.name for p in scanned for s in (SIM_PASSWORD, SIM_API_KEY) if s.encode() in p.read_bytes()}
+    )
+    rows.append(
+        Row("files holding a secret", str(len(leaks)) + (f" {leaks[:3]}" if leaks else ""), "0", not leaks)
+    )
+
+    total = sum(int(v) for v in requests.values())
+    polls = int(requests.get("GET /api/test/{name}", 0))
+    rows.append(Row("wall time (trigger to run end)", f"{wall:.0f} s"))
+    rows.append(Row("wall time (whole bench, up to processes stopped)", f"{whole:.0f} s"))
+    rows.append(Row("requests per case (all routes)", f"{total / n:.1f}"))
+    rows.append(Row("status reads per case", f"{polls / n:.1f}"))
+    rows.append(Row("peak concurrent triggers", str(seen.peak_concurrent)))
+    if seen.delivered_at:
+        rows.append(Row("cases delivered by the bench", str(len(seen.delivered_at))))
+    if seen.unsettled:
+        rows.append(Row("... of them without the scheduler's settle line", str(len(seen.unsettled))))
+    print()
+    print_table(rows)
+    print("\nrequests by route: " + json.dumps(dict(sorted(requests.items())), indent=None))
+    result = {
+        "state": state, "wall_seconds": round(wall, 1), "bench_seconds": round(whole, 1), "cases": n,
+        "counters": counters,
+        "triggers": triggers, "per_triggerer": dict(per_triggerer), "peak_concurrent": seen.peak_concurrent,
+        "triggerer_logins": trig_logins, "allowed_triggerer_logins": allowed, "worker_logins": worker_logins,
+        "triggerer_busy_seconds": busy, "token_ttl": args.token_ttl,
+        "rows": [r.__dict__ for r in rows],
+    }  # fmt: skip
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    missed = [r.figure for r in rows if r.ok is False]
+    print(f"\n{'MISSED: ' + '; '.join(missed) if missed else 'all goals met'} (outputs in {out})")
+    return 1 if missed else 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--cases", type=int, default=50, help="samples in the manifest (mapped cases)")
+    parser.add_argument("--triggerers", type=int, default=2, help="triggerer processes")
+    parser.add_argument("--parallelism", type=int, default=4, help="LocalExecutor task slots")
+    parser.add_argument("--poll-interval", type=float, default=3.0, help="the sensor's poll interval, s")
+    parser.add_argument("--token-ttl", type=float, default=30.0, help="simulator token lifetime, s")
+    parser.add_argument(
+        "--stage-seconds", type=float, default=0.0,
+        help="let the simulator move cases every N s; 0: the bench delivers each deferred wait's case",
+    )  # fmt: skip
+    parser.add_argument(
+        "--analysis-seconds", type=float, default=20.0,
+        help="with --stage-seconds 0: deliver a case this long after its trigger was claimed",
+    )  # fmt: skip
+    parser.add_argument("--timeout", type=float, default=1200.0, help="give up on a run after this, s")
+    parser.add_argument("--home", default=str(ROOT / ".bench" / "cluster"), help="outputs (wiped first)")
+    parser.add_argument(
+        "--pg-url", default="", help="SQLAlchemy URL of an empty PostgreSQL DB (or BENCH_PG_URL)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
