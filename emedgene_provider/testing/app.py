@@ -44,6 +44,8 @@ STORAGE_PROVIDERS: tuple[dict[str, Any], ...] = (
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Serialised answers of ``simulator_variants`` cases kept at once (each up to hundreds of MB).
+_BIG_ANSWERS_KEPT = 2
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -174,6 +176,7 @@ def _bearer(request: web.Request) -> str | None:
 def build_app(sim: Simulation) -> web.Application:
     """A fresh aiohttp application over ``sim`` (a restart builds a new one over the same state)."""
     state, config = sim.state, sim.config
+    big_answers: dict[tuple[str, str], bytes] = {}  # serialised answers of simulator_variants cases
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -181,6 +184,7 @@ def build_app(sim: Simulation) -> web.Application:
             return await _answer(request, handler)
         state.in_flight += 1
         state.in_flight_max = max(state.in_flight_max, state.in_flight)
+        state.note_arrival()
         try:
             state.requests[_route_key(request)] += 1
             fault = sim.faults.take(request.method, request.path)
@@ -361,17 +365,37 @@ def build_app(sim: Simulation) -> web.Application:
             return _error(400, f"Case {case.name} is not delivered yet (status: {status})")
         return None
 
+    def _records(case: SimCase, kind: str) -> web.Response:
+        """The case's candidates or export. A case with ``simulator_variants`` (a benchmark's
+        200,000-variant export) has its answer serialised once and kept, so a client's throughput
+        is not the simulator's JSON encoder."""
+        if case.variant_count is None:
+            if kind == "candidates":
+                return web.json_response({"hits": candidates_for(case.name)})
+            return web.json_response({config.export_key: variants_for(case.name)})
+        body = big_answers.get((kind, case.name))
+        if body is None:
+            if kind == "candidates":
+                answer = {"hits": candidates_for(case.name, case.variant_count)}
+            else:
+                answer = {config.export_key: variants_for(case.name, case.variant_count)}
+            body = json.dumps(answer).encode()
+            if len(big_answers) >= _BIG_ANSWERS_KEPT:
+                big_answers.pop(next(iter(big_answers)))
+            big_answers[(kind, case.name)] = body
+        return web.Response(body=body, content_type="application/json")
+
     async def candidates(request: web.Request) -> web.Response:
         case = _find(request)
         if isinstance(case, web.Response):
             return case
-        return _delivered(case) or web.json_response({"hits": candidates_for(case.name)})
+        return _delivered(case) or _records(case, "candidates")
 
     async def export(request: web.Request) -> web.Response:
         case = _find(request)
         if isinstance(case, web.Response):
             return case
-        return _delivered(case) or web.json_response({config.export_key: variants_for(case.name)})
+        return _delivered(case) or _records(case, "export")
 
     async def storage(request: web.Request) -> web.Response:
         return web.json_response({"hits": list(STORAGE_PROVIDERS)})
@@ -386,6 +410,10 @@ def build_app(sim: Simulation) -> web.Application:
     # -- admin ---------------------------------------------------------------------------------
 
     async def admin_counters(request: web.Request) -> web.Response:
+        return web.json_response(state.counters())
+
+    async def admin_counters_reset(request: web.Request) -> web.Response:
+        state.reset_counters()
         return web.json_response(state.counters())
 
     async def admin_status(request: web.Request) -> web.Response:
@@ -459,6 +487,7 @@ def build_app(sim: Simulation) -> web.Application:
     app.router.add_get(STORAGE_PATH, storage)
     app.router.add_get(STORAGE_PATH + "/{id}", storage_one)
     app.router.add_get(ADMIN_PREFIX + "counters", admin_counters)
+    app.router.add_post(ADMIN_PREFIX + "counters/reset", admin_counters_reset)
     app.router.add_post(ADMIN_PREFIX + "cases/{name}/status", admin_status)
     app.router.add_post(ADMIN_PREFIX + "faults", admin_fault)
     app.router.add_post(ADMIN_PREFIX + "fault-rate", admin_fault_rate)

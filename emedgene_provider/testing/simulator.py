@@ -99,6 +99,7 @@ class SimulatorServer:
             shutdown_timeout=_SHUTDOWN_TIMEOUT,
         )
         await runner.setup()
+        self._count_connections(runner)
         try:
             site = web.TCPSite(
                 runner, self.config.host, self.port, ssl_context=self._ssl_context, backlog=_BACKLOG
@@ -109,6 +110,24 @@ class SimulatorServer:
             raise
         self._runner = runner
         self.port = int(runner.addresses[0][1])
+
+    def _count_connections(self, runner: web.AppRunner) -> None:
+        """Count every accepted connection in the state (after its TLS handshake, with TLS).
+
+        aiohttp's ``Server`` is told of each connection its protocol makes; wrapping that one method
+        is the only per-connection hook aiohttp offers (it has no signal for it).
+        """
+        server = runner.server
+        if server is None:
+            return
+        state = self.simulation.state
+        made = server.connection_made
+
+        def connection_made(handler: Any, transport: Any) -> None:
+            state.connections_opened += 1
+            made(handler, transport)
+
+        server.connection_made = connection_made  # type: ignore[method-assign]
 
     async def stop_listening(self) -> None:
         """Close the listener and every open connection; the state stays."""
@@ -327,8 +346,20 @@ class EmedgeneSimulator:
     # -- control -------------------------------------------------------------------------------
 
     def counters(self) -> dict[str, Any]:
-        """Logins, failures, requests per route, cases created, faults injected, peak concurrency."""
+        """Logins, failures, requests per route, cases created, faults injected, peak concurrency,
+        connections accepted, and the peak request rate over any 1 s window."""
         return self._call(self._server.simulation.state.counters)
+
+    def set_clock(self, clock: Callable[[], float]) -> None:
+        """Replace the monotonic clock that moves cases through their lifecycle and ages tokens, so
+        a test or benchmark can live hours of analysis without waiting them (``clock`` is called on
+        the server's thread)."""
+        state = self._server.simulation.state
+        self._call(lambda: setattr(state, "clock", clock))
+
+    def reset_counters(self) -> None:
+        """Zero the counters (logins, requests, connections, arrival rate), keeping cases and tokens."""
+        self._call(self._server.simulation.state.reset_counters)
 
     def issued_tokens(self) -> list[str]:
         """Every token this simulator has issued, revoked and expired ones included (for leak scans)."""

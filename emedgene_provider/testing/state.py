@@ -23,6 +23,8 @@ from emedgene_provider.client import status as st
 
 TokenStyle = Literal["plain", "expires_in", "jwt"]
 TOKEN_STYLES: tuple[str, ...] = ("plain", "expires_in", "jwt")
+#: Resolution of the request-arrival counter: the peak rate is a 1 s window sliding by 1/this.
+ARRIVAL_BUCKETS_PER_SECOND = 10
 
 
 @dataclass
@@ -41,6 +43,9 @@ class SimCase:
     scripted: tuple[str, ...] = ()
     #: ``GET /api/test/{name}`` reads so far: they move a scripted case on.
     reads: int = 0
+    #: ``extra_data.simulator_variants``: how many variants its export and candidates hold (a
+    #: 200,000-variant export for benchmarks); None for the usual 5 to 40.
+    variant_count: int | None = None
 
     @property
     def test_data(self) -> dict[str, Any]:
@@ -82,6 +87,18 @@ def status_at(case: SimCase, now: float, stage_seconds: float, custom: tuple[str
         return stages[-1]
     index = int(max(now - case.created_at, 0.0) // stage_seconds)
     return stages[min(index, len(stages) - 1)]
+
+
+#: The most variants ``extra_data.simulator_variants`` may ask for (about 400 MB of export JSON).
+MAX_SIMULATED_VARIANTS = 1_000_000
+
+
+def _variant_count(value: Any) -> int | None:
+    """``simulator_variants`` as a count; anything but a whole number from 0 to the maximum is
+    ignored (the case keeps its usual variants), as other ``simulator_*`` keys are."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 <= value <= MAX_SIMULATED_VARIANTS else None
 
 
 @dataclass
@@ -128,6 +145,11 @@ class SimState:
     in_flight: int = 0
     in_flight_max: int = 0
     requests: Counter[str] = field(default_factory=Counter)
+    #: Connections accepted (after the TLS handshake, with TLS): what a client's pooling costs.
+    connections_opened: int = 0
+    #: Non-admin requests per tenth of a second of the clock, for the peak rate over any 1 s window
+    #: (how a client-side rate limit looks from the server); one small entry per busy 0.1 s.
+    arrivals: Counter[int] = field(default_factory=Counter)
     #: Seconds a new case stays out of ``GET /api/test`` (the search index's lag); with
     #: ``list_lag_max``, each case's lag is drawn between the two.
     list_lag: float = 0.0
@@ -154,10 +176,17 @@ class SimState:
         """Forget cases, tokens and counters; names restart from the seed's base."""
         self.cases.clear()
         self.tokens.clear()
+        self.reset_counters()
+        self._reset_names()
+
+    def reset_counters(self) -> None:
+        """Zero the counters only, keeping cases and tokens: a benchmark creates its cases, then
+        counts what the client under test does with them."""
         self.logins = self.login_failures = self.cases_created = self.faults_injected = 0
         self.in_flight_max = self.in_flight
         self.requests.clear()
-        self._reset_names()
+        self.connections_opened = 0
+        self.arrivals.clear()
 
     # -- cases ---------------------------------------------------------------------------------
 
@@ -168,6 +197,7 @@ class SimState:
         extra = body.get("test_data", {}).get("extra_data") or {}
         outcome = extra.get("simulator_outcome") if isinstance(extra, dict) else None
         scripted = extra.get("simulator_statuses") if isinstance(extra, dict) else None
+        count = extra.get("simulator_variants") if isinstance(extra, dict) else None
         now = self.clock()
         case = SimCase(
             name=name,
@@ -177,6 +207,7 @@ class SimState:
             created_iso=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
             outcome=str(outcome) if isinstance(outcome, str) and outcome.strip() else self.outcome,
             scripted=tuple(str(s) for s in scripted) if isinstance(scripted, list) else (),
+            variant_count=_variant_count(count),
         )
         self.cases[name] = case
         self.cases_created += 1
@@ -260,6 +291,19 @@ class SimState:
 
     # -- counters ------------------------------------------------------------------------------
 
+    def note_arrival(self) -> None:
+        """A non-admin request arrived now (counted per tenth of a second)."""
+        self.arrivals[int(self.clock() * ARRIVAL_BUCKETS_PER_SECOND)] += 1
+
+    def peak_requests_per_second(self) -> int:
+        """The most requests that arrived within any 1 s window (sliding by 0.1 s), so a burst
+        straddling a second boundary is not halved."""
+        best = 0
+        for start in self.arrivals:
+            window = sum(self.arrivals.get(start + i, 0) for i in range(ARRIVAL_BUCKETS_PER_SECOND))
+            best = max(best, window)
+        return best
+
     def counters(self) -> dict[str, Any]:
         return {
             "logins": self.logins,
@@ -268,4 +312,6 @@ class SimState:
             "cases_created": self.cases_created,
             "faults_injected": self.faults_injected,
             "in_flight_max": self.in_flight_max,
+            "connections_opened": self.connections_opened,
+            "peak_requests_per_second": self.peak_requests_per_second(),
         }

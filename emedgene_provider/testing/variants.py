@@ -132,10 +132,12 @@ def _variant(rng: random.Random, index: int) -> dict[str, Any]:
     }
 
 
-def variants_for(case_name: str) -> list[dict[str, Any]]:
-    """The full (export) variant records of ``case_name``: 5 to 40, sorted by score, same every call."""
+def variants_for(case_name: str, count: int | None = None) -> list[dict[str, Any]]:
+    """The full (export) variant records of ``case_name``: 5 to 40 (or ``count``), sorted by
+    score, same every call."""
     rng = random.Random(f"emedgene-simulator:{case_name}")  # noqa: S311 - test data, not crypto
-    records = [_variant(rng, i) for i in range(rng.randint(MIN_VARIANTS, MAX_VARIANTS))]
+    drawn = rng.randint(MIN_VARIANTS, MAX_VARIANTS)
+    records = [_variant(rng, i) for i in range(drawn if count is None else count)]
     records.sort(key=lambda v: (-v["pathogenicity_score"], v["chrom"], v["pos"]))
     return records
 
@@ -155,9 +157,9 @@ _CANDIDATE_KEYS = (
 )
 
 
-def candidates_for(case_name: str) -> list[dict[str, Any]]:
+def candidates_for(case_name: str, count: int | None = None) -> list[dict[str, Any]]:
     """The candidate view of the same variants: fewer fields, as a review list shows them."""
-    return [{k: v[k] for k in _CANDIDATE_KEYS} for v in variants_for(case_name)]
+    return [{k: v[k] for k in _CANDIDATE_KEYS} for v in variants_for(case_name, count)]
 
 
 def genes_for(case_name: str) -> list[str]:
