@@ -67,15 +67,15 @@ def test_requests_at_one_instant_are_spaced_at_the_rate() -> None:
 
 def test_a_burst_goes_at_once_then_the_rate_holds() -> None:
     clock = Clock()
-    limiter = RateLimiter(50, clock=clock)
-    assert limiter.burst == 5  # a tenth of a second's worth
+    limiter = RateLimiter(50, burst=5, clock=clock)
+    assert limiter.burst == 5
     delays = [limiter.reserve() for _ in range(8)]
     assert delays == pytest.approx([0, 0, 0, 0, 0, 0.02, 0.04, 0.06])
 
 
 def test_a_quiet_spell_refills_the_burst_but_no_more() -> None:
     clock = Clock()
-    limiter = RateLimiter(50, clock=clock)
+    limiter = RateLimiter(50, burst=5, clock=clock)
     for _ in range(8):
         limiter.reserve()
     clock.now = 10.0  # long quiet
@@ -228,7 +228,7 @@ def test_two_threads_share_one_schedule() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(got) == pytest.approx(_slots(100, 10, 1000))
+    assert sorted(got) == pytest.approx(_slots(100, 1, 1000))
 
 
 def test_two_event_loops_share_one_schedule() -> None:
@@ -249,7 +249,7 @@ def test_two_event_loops_share_one_schedule() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(got[0] + got[1]) == pytest.approx(_slots(100, 10, 1200))
+    assert sorted(got[0] + got[1]) == pytest.approx(_slots(100, 1, 1200))
 
 
 # -- the clients against the simulator ---------------------------------------------------------------
@@ -298,8 +298,8 @@ def test_a_connection_without_the_extra_is_paced_at_20_per_second(
     client.sleep = clock.sleep
     for _ in range(6):
         client.get_case_status(name)
-    # 7 requests (a login, then 6 reads): a burst of 2 at once, then one every 0.05 s.
-    assert clock.sleeps == pytest.approx([0.05] * 5)
+    # 7 requests (a login, then 6 reads): the first at once, then one every 0.05 s.
+    assert clock.sleeps == pytest.approx([0.05] * 6)
 
 
 def test_sync_client_without_a_limit_never_sleeps(emedgene_simulator: EmedgeneSimulator) -> None:
@@ -339,6 +339,8 @@ def test_a_retry_after_pauses_a_second_client_of_the_tenant(emedgene_simulator: 
     throttled = EmedgeneClient(_sim_config(sim, requests_per_second=50, max_retries=0))
     throttled.sleep = clock.sleep
     throttled.get_case_status(name)  # logs in: the token is the process's
+    clock.now += 1.0  # a quiet second: the set-up's pacing is spent, only the pause remains
+    clock.sleeps.clear()
     sim.inject("429", times=1, method="GET", path=f"/api/test/{name}", retry_after=3)
     with pytest.raises(EmedgeneRateLimitedError):
         throttled.get_case_status(name)
@@ -358,6 +360,8 @@ def test_a_retry_after_to_a_sync_client_pauses_an_async_one(emedgene_simulator: 
     throttled = EmedgeneClient(_sim_config(sim, requests_per_second=50, max_retries=0, retry_max_wait=2))
     throttled.sleep = clock.sleep
     throttled.get_case_status(name)
+    clock.now += 1.0  # a quiet second: the set-up's pacing is spent, only the pause remains
+    clock.sleeps.clear()
     sim.inject("429", times=1, method="GET", path=f"/api/test/{name}", retry_after=30)
     with pytest.raises(EmedgeneRateLimitedError):
         throttled.get_case_status(name)
@@ -381,6 +385,8 @@ def test_the_throttled_call_itself_waits_once_not_twice(emedgene_simulator: Emed
     client = EmedgeneClient(_sim_config(sim, requests_per_second=50))
     client.sleep = clock.sleep
     client.get_case_status(name)
+    clock.now += 1.0  # a quiet second: the set-up's pacing is spent, only the pause remains
+    clock.sleeps.clear()
     sim.inject("429", times=1, method="GET", path=f"/api/test/{name}", retry_after=4)
     assert client.get_case_status(name)
     assert clock.sleeps == pytest.approx([4.0])

@@ -11,8 +11,8 @@ on the timeline; each request takes one (``slot = max(now, next_free) - toleranc
 caller sleeps, ``time.sleep`` in a worker thread, ``asyncio.sleep`` in an event loop. That is why it
 is written here and not taken from a library: per-loop limiters such as ``aiolimiter`` hold asyncio
 primitives bound to one event loop and cannot be shared with threads or with a second loop, and
-none offers the global pause below. A small burst (``max(1, rate / 10)`` requests) goes at once, so
-a single call is never slowed, while over any second no more than ``rate + burst`` go out.
+none offers the global pause below. A burst (one request by default) goes at once, so a single
+call is never slowed, while over any second no more than ``rate + burst`` go out.
 
 :meth:`RateLimiter.pause`: a ``Retry-After`` on one request (429, 503) pushes the next free slot
 to the end of the pause for *every* caller of the tenant, so one throttled request slows them all,
@@ -40,15 +40,17 @@ DEFAULT_REQUESTS_PER_SECOND = 20.0
 
 
 def default_burst(rate: float) -> float:
-    """Requests let through at once: a tenth of a second's worth, at least one."""
-    return max(1.0, rate / 10.0)
+    """Requests let through at once: one. A burst of a tenth of a second's worth let a tenant see
+    ``rate + rate / 10`` in a second, and more once pooled connections bunched them (57 at 50/s
+    in ``bench/trigger_scale.py``); a single call is not slowed by a burst of one either."""
+    return 1.0
 
 
 class RateLimiter:
     """One tenant's request schedule.
 
     :param rate: requests per second; 0 for no limit.
-    :param burst: requests that may go at once after a quiet spell; ``max(1, rate / 10)`` if None.
+    :param burst: requests that may go at once after a quiet spell; 1 if None.
     :param clock: monotonic seconds; injectable for tests.
     """
 

@@ -10,6 +10,7 @@ one token: one login, renewed once inside waits of any length). It yields exactl
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -115,6 +116,7 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
             case_status: str | None = None
             custom = client.config.custom_statuses
             notice = lifecycle.UnrecognisedStatusNotice()  # warns once per run, not at every poll
+            reported: str | None = None  # the status last logged at INFO
             while True:
                 try:
                     case_status = await client.get_case_status(self.case_name)
@@ -141,7 +143,11 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
                             case_status,
                         )
                         return
-                    self.log.info("Emedgene case %s is %r; waiting", self.case_name, case_status)
+                    # A status once at INFO, then at DEBUG: 5,000 waits logging every poll is a
+                    # triggerer's CPU and its log store's space, for lines that say nothing new.
+                    log_at = logging.INFO if case_status != reported else logging.DEBUG
+                    self.log.log(log_at, "Emedgene case %s is %r; waiting", self.case_name, case_status)
+                    reported = case_status
                     warning = notice.check(self.case_name, case_status, self.target_statuses, custom)
                     if warning:
                         self.log.warning("%s", warning)
