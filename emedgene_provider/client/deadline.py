@@ -24,6 +24,7 @@ import time
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3.poolmanager
@@ -241,6 +242,29 @@ class BoundedSession(requests.Session):
         super().__init__()
         for prefix in ("https://", "http://"):
             self.mount(prefix, DeadlineAdapter())
+        self._environment: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def merge_environment_settings(
+        self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        """requests' proxy and CA-bundle settings from the environment, read once per host.
+
+        requests reads them on every call (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``...),
+        walking the whole of ``os.environ`` twice: in an Airflow worker, whose environment is
+        large, that was a fifth of a status read on loopback (``bench/hook_overhead.py``). A session
+        talks to one tenant and its login host, so the answer is kept per scheme and host; the
+        environment is read when the session (one per hook) first calls a host.
+        """
+        if proxies or not isinstance(url, str):  # explicit proxies: requests' own merge, uncached
+            return dict(super().merge_environment_settings(url, proxies, stream, verify, cert))
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, stream, verify, cert)
+        settings = self._environment.get(key)
+        if settings is None:
+            settings = self._environment[key] = super().merge_environment_settings(
+                url, proxies, stream, verify, cert
+            )
+        return {name: dict(value) if isinstance(value, dict) else value for name, value in settings.items()}
 
     def get_redirect_target(self, resp: requests.Response) -> None:
         return None
