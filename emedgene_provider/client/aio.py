@@ -42,7 +42,7 @@ from emedgene_provider.client.responses import (
     tls_failed,
     transport_failure,
 )
-from emedgene_provider.client.retry import TransientFailure, log_before_sleep
+from emedgene_provider.client.retry import TransientFailure, first_failure, log_before_sleep
 from emedgene_provider.client.secrets import Scrubber
 from emedgene_provider.client.wire import (
     CHUNK_BYTES,
@@ -136,11 +136,20 @@ class AsyncEmedgeneClient:
         return self._session
 
     async def _with_retries(self, call: ApiCall, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()``, retried under the policy: the first try plain, the rest through tenacity
+        (:func:`~emedgene_provider.client.retry.first_failure` says why)."""
         policy = self.config.retry
+        try:
+            return await attempt()
+        except TransientFailure as failure:
+            pause = first_failure(policy, call.describe(), failure, log)
+            if pause is None:
+                raise retries_exhausted(call, failure, policy.max_attempts) from None
+        await self.sleep(pause)
         retrying = tenacity.AsyncRetrying(
             sleep=self.sleep,
-            before_sleep=log_before_sleep(call.describe(), policy.max_attempts, log),
-            **policy.tenacity_kwargs(),  # type: ignore[arg-type]
+            before_sleep=log_before_sleep(call.describe(), policy.max_attempts, log, done=1),
+            **policy.tenacity_kwargs(done=1),  # type: ignore[arg-type]
         )
         try:
             return await retrying(attempt)

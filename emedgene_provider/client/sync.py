@@ -59,7 +59,7 @@ from emedgene_provider.client.responses import (
     tls_failed,
     transport_failure,
 )
-from emedgene_provider.client.retry import TransientFailure, log_before_sleep
+from emedgene_provider.client.retry import TransientFailure, first_failure, log_before_sleep
 from emedgene_provider.client.secrets import Scrubber
 from emedgene_provider.client.wire import (
     CHUNK_BYTES,
@@ -121,12 +121,19 @@ class EmedgeneClient:
         self.session.close()
 
     def _with_retries(self, call: ApiCall, attempt: Callable[[], T]) -> T:
+        """``attempt()``, retried under the policy: the first try plain, the rest through tenacity."""
         policy = self.config.retry
-        before_sleep = log_before_sleep(call.describe(), policy.max_attempts, log)
+        try:
+            return attempt()
+        except TransientFailure as failure:
+            pause = first_failure(policy, call.describe(), failure, log)
+            if pause is None:
+                raise retries_exhausted(call, failure, policy.max_attempts) from None
+        self.sleep(pause)
         retrying = tenacity.Retrying(
             sleep=self.sleep,
-            before_sleep=before_sleep,
-            **policy.tenacity_kwargs(),  # type: ignore[arg-type]
+            before_sleep=log_before_sleep(call.describe(), policy.max_attempts, log, done=1),
+            **policy.tenacity_kwargs(done=1),  # type: ignore[arg-type]
         )
         try:
             return retrying(attempt)
