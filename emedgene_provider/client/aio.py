@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 import threading
 import weakref
@@ -71,10 +72,13 @@ def ssl_setting(verify: bool | str) -> ssl.SSLContext | bool:
     """aiohttp's ``ssl=`` for a connection's ``verify``: default checks, none, or a CA bundle.
 
     The connection's bundle was loaded once already (config.py); a file that went bad since is
-    the same configuration error, not a bare ``ssl.SSLError``.
+    the same configuration error, not a bare ``ssl.SSLError``. With the default ``verify``, the
+    bundle named by ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` is used, as requests does in the
+    workers: a deferred wait must trust the same CAs as the task that deferred it.
     """
     if verify is True:
-        return True
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        return load_ca_bundle(bundle) if bundle else True
     if verify is False:
         return False
     return load_ca_bundle(verify)
@@ -132,7 +136,11 @@ class AsyncEmedgeneClient:
                 keepalive_timeout=KEEPALIVE_SECONDS,
                 ssl=self._ssl,
             )
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout())
+            # trust_env: HTTPS_PROXY / NO_PROXY (and .netrc) as requests honours them in the
+            # workers; without it the triggerer's waits went around a lab's proxy.
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout(), trust_env=True
+            )
         return self._session
 
     async def _with_retries(self, call: ApiCall, attempt: Callable[[], Awaitable[T]]) -> T:
