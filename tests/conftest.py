@@ -23,6 +23,7 @@ from airflow_fixtures import AirflowHome, FakeClock, airflow_run, connect
 
 from emedgene_provider.client import config, polling, ratelimit
 from emedgene_provider.client.auth import TOKEN_CACHE
+from emedgene_provider.hooks.emedgene import forget_connection_reads
 from emedgene_provider.testing import EmedgeneSimulator
 
 #: The simulator's fixtures are opt-in: installing the provider loads nothing into other
@@ -32,10 +33,13 @@ pytest_plugins = ["emedgene_provider.testing.pytest_plugin"]
 
 @pytest.fixture(autouse=True)
 def _clear_token_cache() -> Iterator[None]:
-    """The token cache is process-wide: no test may see a token another test obtained."""
+    """The token cache is process-wide: no test may see a token another test obtained (nor a
+    connection read another test's triggers shared)."""
     TOKEN_CACHE.clear()
+    forget_connection_reads()
     yield
     TOKEN_CACHE.clear()
+    forget_connection_reads()
 
 
 @pytest.fixture(autouse=True)

@@ -445,3 +445,54 @@ async def test_a_failed_background_renewal_is_logged_and_tried_again(caplog) -> 
     assert await cache.obtain(key, refused) is old  # the next caller starts another renewal
     await _settle()
     assert len(outcomes) == 2
+
+
+# -- one connection read for a triggerer's many waits --------------------------------------------
+
+
+def test_waits_starting_together_read_their_connection_once(
+    sim_conn: EmedgeneSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.providers.common.compat import connection as compat_connection
+
+    reads: list[str] = []
+    real = compat_connection.get_async_connection
+
+    async def counting(conn_id: str) -> Any:
+        reads.append(conn_id)
+        return await real(conn_id)
+
+    monkeypatch.setattr(compat_connection, "get_async_connection", counting)
+
+    async def run() -> list[ClientConfig]:
+        return await asyncio.gather(*(EmedgeneHook("emedgene_default").aget_config() for _ in range(200)))
+
+    configs = asyncio.run(run())
+    assert reads == ["emedgene_default"]
+    assert len(set(configs)) == 1
+    assert configs[0].base_url == sim_conn.url
+
+
+def test_a_failed_connection_read_reaches_every_waiter_and_is_not_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.providers.common.compat import connection as compat_connection
+
+    reads: list[str] = []
+
+    async def failing(conn_id: str) -> Any:
+        reads.append(conn_id)
+        await asyncio.sleep(0)
+        raise RuntimeError(f"The conn_id `{conn_id}` isn't defined")
+
+    monkeypatch.setattr(compat_connection, "get_async_connection", failing)
+
+    async def run() -> list[Any]:
+        hooks = [EmedgeneHook("missing").aget_config() for _ in range(20)]
+        first = await asyncio.gather(*hooks, return_exceptions=True)
+        again = await asyncio.gather(EmedgeneHook("missing").aget_config(), return_exceptions=True)
+        return [*first, *again]
+
+    outcomes = asyncio.run(run())
+    assert all(isinstance(o, RuntimeError) and "missing" in str(o) for o in outcomes)
+    assert reads == ["missing", "missing"]  # one read for the 20 together, a new one after

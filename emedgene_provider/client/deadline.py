@@ -244,7 +244,7 @@ class BoundedSession(requests.Session):
             self.mount(prefix, DeadlineAdapter())
         self._environment: dict[tuple[Any, ...], dict[str, Any]] = {}
 
-    def merge_environment_settings(
+    def merge_environment_settings(  # type: ignore[override]  # requests' stubs: a TypedDict
         self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
     ) -> dict[str, Any]:
         """requests' proxy and CA-bundle settings from the environment, read once per host.
@@ -261,9 +261,8 @@ class BoundedSession(requests.Session):
         key = (parts.scheme, parts.netloc, stream, verify, cert)
         settings = self._environment.get(key)
         if settings is None:
-            settings = self._environment[key] = super().merge_environment_settings(
-                url, proxies, stream, verify, cert
-            )
+            settings = dict(super().merge_environment_settings(url, proxies, stream, verify, cert))
+            self._environment[key] = settings
         return {name: dict(value) if isinstance(value, dict) else value for name, value in settings.items()}
 
     def get_redirect_target(self, resp: requests.Response) -> None:
