@@ -86,23 +86,41 @@ def free_port() -> int:
 
 
 def write_manifest(path: Path, cases: int) -> None:
-    """``cases`` singleton exome cases, one per manifest row, in the DAG's manifest columns."""
+    """``cases`` singleton exome cases in Emedgene's batch CSV format (the DAG's manifest), one
+    family per row. The format allows at most 50 cases a file (``emedgene_provider.batch.MAX_CASES``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         out = csv.writer(handle)
+        out.writerow(["[Data]"])
         out.writerow(
-            ["sample_id", "sex", "case_type", "sample_type", "storage_id", "file_path", "phenotypes"]
+            [
+                "Family Id",
+                "Case Type",
+                "Files Names",
+                "Sample Type",
+                "BioSample Name",
+                "Storage Provider Id",
+                "Execute now",
+                "Relation",
+                "Gender",
+                "Phenotypes",
+                "Phenotypes Id",
+            ]
         )
         for i in range(1, cases + 1):
             sample = f"S-BENCH-{i:04d}"
             out.writerow(
                 [
-                    sample,
-                    "Female" if i % 2 else "Male",
+                    f"BENCH-{i:04d}",
                     "Exome",
-                    "vcf",
-                    7,
                     f"/runs/bench/{sample}.hard-filtered.vcf.gz",
+                    "VCF",
+                    sample,
+                    7,
+                    "true",
+                    "proband",
+                    "F" if i % 2 else "M",
+                    "",
                     "HP:0001250;HP:0001263",
                 ]
             )

@@ -1,28 +1,30 @@
-"""A scheduled clinical workflow: every day, one Emedgene case per sample of the day's manifest.
+"""A scheduled clinical workflow: every day, the day's Emedgene batch CSV becomes delivered cases.
 
-- ``read_manifest`` reads the day's CSV (``manifest`` param; ``{ds}`` is replaced by the run's
-  date) and builds one case JSON per sample. A missing manifest skips the run: no samples that day.
-- ``create_case`` is mapped over the cases (dynamic task mapping), one task per sample, so a
-  retry re-creates nothing but its own sample's case.
-- ``wait_for_delivery`` waits for each case in the triggerer.
-- ``export_case`` writes each export to ``<export_dir>/<case name>.json``.
-- ``collect`` gathers the results into the day's report.
+The manifest is the CSV a lab already uploads to Emedgene's batch case creation (the platform's
+batch format: ``[Data]``, then ``Family Id``, ``Case Type``, ``Files Names``, ... one row per
+sample; see ``docs/batch-csv.md``). Defaults work against the bundled simulator.
 
-Manifest columns: sample_id, sex, case_type, sample_type, storage_id, file_path, phenotypes
-(HPO terms separated by ``;``). Defaults work against the bundled simulator.
+- ``read_batch_csv`` reads the ``manifest`` param (``{ds}`` in it is replaced by the run's date)
+  into one case per Family Id, and has the tenant validate every case (``dry_run=true``) first:
+  if it refuses any, the task fails listing each refused family and **no** case is created. A
+  missing manifest skips the run: no samples that day.
+- ``create_case`` is mapped over the cases, one task per family, labelled with its Family Id, so
+  a retry re-creates nothing but its own family's case.
+- ``wait_for_delivery`` waits for each case in the triggerer; ``export_case`` writes each export
+  to ``<export_dir>/<case name>.json``; both are labelled with the case name.
+- ``batch_summary`` returns ``{family: {case_name, status}}``, and ``collect`` the day's report.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.common.compat.sdk import DAG, AirflowSkipException, Param, task
+from airflow.providers.common.compat.sdk import DAG, Param, task
 
-from emedgene_provider.client.payload import phenotype_id
+from emedgene_provider.operators.batch import batch_summary, cases_from_batch_csv
 from emedgene_provider.operators.emedgene import EmedgeneCreateCaseOperator, EmedgeneExportCaseOperator
 from emedgene_provider.sensors.emedgene import EmedgeneCaseStatusSensor
 
@@ -31,80 +33,28 @@ DATA_DIR = os.environ.get("EMEDGENE_DATA_DIR", "/tmp/emedgene-demo")  # noqa: S1
 POLL_SECONDS = float(os.environ.get("EMEDGENE_POLL_INTERVAL", "60"))
 CONN_ID = os.environ.get("EMEDGENE_CONN_ID", "emedgene_default")
 
-
-def case_for_sample(row: dict[str, str]) -> dict[str, Any]:
-    """A singleton case for one manifest row, in the shape of ``POST /api/cases/v2/cases``."""
-    sample = row["sample_id"].strip()
-    return {
-        "sharing_level": 0,
-        "should_upload": False,
-        "test_data": {
-            "type": row["case_type"].strip(),
-            "sample_type": row["sample_type"].strip(),
-            "gene_list": {"id": 1, "type": "all"},
-            "labels": [],
-            "selected_preset_set": "Default",
-            "extra_data": {"manifest_sample": sample},
-            "patients": {
-                "proband": {
-                    "id": "proband",
-                    "fastq_sample": sample,
-                    "gender": row["sex"].strip(),
-                    "relationship": "Test Subject",
-                    "healthy": False,
-                    "phenotypes": [
-                        {"id": phenotype_id(term)} for term in row["phenotypes"].split(";") if term.strip()
-                    ],
-                },
-                "other": [],
-            },
-            "samples": [
-                {
-                    "fastq": sample,
-                    "status": "uploaded",
-                    "sampleFiles": [
-                        {
-                            "path": row["file_path"].strip(),
-                            "filename": Path(row["file_path"].strip()).name,
-                            "size": 0,
-                            "status": "uploaded",
-                            "storage_id": int(row["storage_id"]),
-                        }
-                    ],
-                }
-            ],
-        },
-    }
-
-
 with DAG(
     dag_id="emedgene_clinical_batch",
-    description="Daily manifest → one Emedgene case per sample → delivered → exports collected",
+    description="Daily batch CSV → every case dry-run → one Emedgene case per family → delivered → exports",
     schedule="@daily",
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
     tags=["emedgene", "example"],
     params={
-        "manifest": Param(str(HERE / "manifests" / "example-manifest.csv"), type="string"),
+        "manifest": Param(str(HERE / "manifests" / "example-batch.csv"), type="string"),
         "export_dir": Param(f"file://{DATA_DIR}/batch-exports/", type="string"),
     },
 ) as dag:
-
-    @task
-    def read_manifest(ds: str | None = None, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        path = Path(str((params or {})["manifest"]).format(ds=ds))
-        if not path.exists():
-            raise AirflowSkipException(f"No manifest for {ds} at {path}: no samples today")
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        if not rows:
-            raise AirflowSkipException(f"Manifest {path} lists no samples")
-        print(f"{len(rows)} sample(s) in {path}")
-        return [case_for_sample(row) for row in rows]
+    cases = cases_from_batch_csv(
+        "{{ params.manifest | replace('{ds}', ds | default('')) }}",
+        validate_on_server=True,
+        skip_if_missing=True,
+        emedgene_conn_id=CONN_ID,
+    )
 
     created = EmedgeneCreateCaseOperator.partial(task_id="create_case", emedgene_conn_id=CONN_ID).expand(
-        case=read_manifest()
+        case=cases
     )
 
     delivered = EmedgeneCaseStatusSensor.partial(
@@ -113,11 +63,18 @@ with DAG(
         deferrable=True,
         poke_interval=POLL_SECONDS,
         timeout=7 * 24 * 3600,
+        map_index_template="{{ task.case_name }}",
     ).expand(case_name=created.output)
 
     exported = EmedgeneExportCaseOperator.partial(
-        task_id="export_case", emedgene_conn_id=CONN_ID, output_path="{{ params.export_dir }}"
+        task_id="export_case",
+        emedgene_conn_id=CONN_ID,
+        output_path="{{ params.export_dir }}",
+        map_index_template="{{ task.case_name }}",
     ).expand(case_name=created.output)
+
+    # After the waits, whatever their outcome: a family whose case failed is listed too.
+    summary = batch_summary(created.output, cases=cases, emedgene_conn_id=CONN_ID, trigger_rule="all_done")
 
     @task
     def collect(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -127,4 +84,5 @@ with DAG(
         return report
 
     delivered >> exported
+    delivered >> summary
     collect(exported.output)

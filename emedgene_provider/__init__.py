@@ -31,7 +31,13 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "operators": [
-            {"integration-name": "Emedgene", "python-modules": ["emedgene_provider.operators.emedgene"]},
+            {
+                "integration-name": "Emedgene",
+                "python-modules": [
+                    "emedgene_provider.operators.emedgene",
+                    "emedgene_provider.operators.batch",
+                ],
+            },
         ],
         "sensors": [
             {"integration-name": "Emedgene", "python-modules": ["emedgene_provider.sensors.emedgene"]},

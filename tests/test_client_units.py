@@ -556,10 +556,11 @@ class TestPayload:
         assert case_problems(case) == []
 
     def test_every_problem_is_listed(self):
-        problems = case_problems({"sharing_level": 3, "test_data": {"type": "Genome", "samples": []}})
+        problems = case_problems({"sharing_level": 3, "test_data": {"type": "", "samples": []}})
         assert problems == [
             "sharing_level must be 0 or 1 (got 3)",
-            "test_data.type must be one of Exome, Whole Genome, Custom Panel, Array (got 'Genome')",
+            "test_data.type must be a case type's name, e.g. Exome, Whole Genome, Custom Panel, Array "
+            "(got '')",
             "test_data.sample_type must be one of fastq, vcf (got None)",
             "test_data.patients.proband is required",
             "test_data.samples must be a non-empty list",

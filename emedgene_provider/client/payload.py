@@ -3,6 +3,14 @@
 The rules are those the vendor's batch case creator and guide show [cli][doc]; the server may
 check more. :func:`case_problems` lists *every* problem at once, so that a lab fixes a manifest
 in one round; the simulator answers invalid cases with the first of them, as the server does.
+
+Only what is certainly wrong is a problem (a malformed shape, notes over 4000 characters, more
+than 100 phenotypes, a missing proband...). A value the tenant may know better than we do (a case
+type or a relationship we have not seen) is sent as given: :func:`case_warnings` names it, and the
+server's dry run (``?dry_run=true``) is the authority. The shapes the case builder
+(:mod:`emedgene_provider.client.builder`) produces are all accepted: members whose sample has no
+files yet (``pending_sample_name``), phenotypes by ``name`` with ``related``, the proband's pending
+sample with empty ``sampleFiles``, and a reused platform sample (``{id, fastq}``).
 """
 
 from __future__ import annotations
@@ -21,6 +29,12 @@ MAX_NOTES = 4000
 FASTQ_EXTENSIONS = (".fastq.gz", ".fq.gz", ".bam", ".cram")
 VCF_EXTENSIONS = (".vcf", ".vcf.gz", ".gvcf", ".gvcf.gz")
 DUE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: Files a VCF case's sample may list besides its VCFs: the visualization files the builder appends
+#: to ``sampleFiles`` [doc][cli] (the BAM/CRAM goes to ``bam_location``). Same list as
+#: ``builder.VISUALIZATION_KINDS``, which imports this module.
+VCF_COMPANION_EXTENSIONS = (".tn.bw", ".baf.bw", ".roh.bed", ".target.counts.bw", ".metrics.tar.gz")
+#: A case type or relationship longer than this is not a name the tenant may know but a broken value.
+MAX_NAME = 100
 
 
 def _show(value: Any, limit: int = 80) -> str:
@@ -40,21 +54,43 @@ def _members(patients: dict[str, Any]) -> list[tuple[str, Any]]:
     return found
 
 
+def _is_name(value: Any) -> bool:
+    """Whether ``value`` can be a name the tenant knows (a case type, a relationship): short text."""
+    return isinstance(value, str) and bool(value.strip()) and len(value) <= MAX_NAME
+
+
+def _phenotype_ok(entry: Any) -> bool:
+    """``{"id": "phenotypes/EMG_PHENOTYPE_<digits>"}`` or ``{"name": "<a phenotype name>"}``, with an
+    optional ``related`` flag (a relative's phenotype shared with the proband) [cli]."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("related", False), bool):
+        return False
+    if "id" in entry:
+        pid = entry["id"]
+        return isinstance(pid, str) and PHENOTYPE_ID.match(pid) is not None
+    name = entry.get("name")
+    return isinstance(name, str) and bool(name.strip())
+
+
 def _member_problems(where: str, member: Any) -> list[str]:
     if not isinstance(member, dict):
         return [f"{where} must be an object, not {type(member).__name__}"]
     problems = []
-    if not member.get("fastq_sample"):
-        problems.append(f"{where}.fastq_sample is required")
+    sample = member.get("fastq_sample")
+    if sample in (None, ""):
+        # A member whose sample has no files yet is sent with ``pending_sample_name`` [cli].
+        if not isinstance(member.get("pending_sample_name"), str):
+            problems.append(
+                f"{where}.fastq_sample is required (or pending_sample_name, for a sample with no files yet)"
+            )
+    elif not isinstance(sample, str):
+        problems.append(f"{where}.fastq_sample must be text (got {_show(sample)})")
     if member.get("gender", "Unknown") not in GENDERS:
         problems.append(
             f"{where}.gender must be one of {', '.join(GENDERS)} (got {_show(member.get('gender'))})"
         )
-    if "relationship" in member and member["relationship"] not in RELATIONSHIPS:
-        problems.append(
-            f"{where}.relationship must be one of {', '.join(RELATIONSHIPS)} "
-            f"(got {_show(member['relationship'])})"
-        )
+    relationship = member.get("relationship", "Test Subject")
+    if not _is_name(relationship):
+        problems.append(f"{where}.relationship must be a relationship's name (got {_show(relationship)})")
     phenotypes = member.get("phenotypes", [])
     if not isinstance(phenotypes, list):
         problems.append(f"{where}.phenotypes must be a list")
@@ -62,30 +98,54 @@ def _member_problems(where: str, member: Any) -> list[str]:
         if len(phenotypes) > MAX_PHENOTYPES:
             problems.append(f"{where} has {len(phenotypes)} phenotypes; at most {MAX_PHENOTYPES} are allowed")
         for i, p in enumerate(phenotypes):
-            pid = p.get("id") if isinstance(p, dict) else None
-            if not isinstance(pid, str) or not PHENOTYPE_ID.match(pid):
+            if not _phenotype_ok(p):
                 problems.append(
                     f'{where}.phenotypes[{i}] must be {{"id": "phenotypes/EMG_PHENOTYPE_<digits>"}} '
+                    f'or {{"name": "<phenotype name>"}}, with an optional "related": true|false '
                     f"(HPO HP:0001250 is phenotypes/EMG_PHENOTYPE_0001250), got {_show(p)}"[:300]
                 )
     return problems
 
 
-def _sample_problems(samples: Any, sample_type: Any) -> list[str]:
+def _pending_proband_sample(patients: Any) -> str | None:
+    """The proband's ``pending_sample_name`` when its sample has no files yet, else None: its entry
+    in ``samples`` is listed anyway, with empty ``sampleFiles`` [cli]."""
+    proband = patients.get("proband") if isinstance(patients, dict) else None
+    if not isinstance(proband, dict) or proband.get("fastq_sample") not in (None, ""):
+        return None
+    pending = proband.get("pending_sample_name")
+    return pending if isinstance(pending, str) else None
+
+
+def _sample_problems(samples: Any, sample_type: Any, pending: str | None = None) -> list[str]:
     if not isinstance(samples, list) or not samples:
         return ["test_data.samples must be a non-empty list"]
     problems = []
-    allowed = VCF_EXTENSIONS if sample_type == "vcf" else FASTQ_EXTENSIONS
+    allowed: tuple[str, ...] = (
+        (*VCF_EXTENSIONS, *VCF_COMPANION_EXTENSIONS) if sample_type == "vcf" else FASTQ_EXTENSIONS
+    )
     for i, sample in enumerate(samples):
         where = f"test_data.samples[{i}]"
         if not isinstance(sample, dict):
             problems.append(f"{where} must be an object")
             continue
-        if not sample.get("fastq"):
-            problems.append(f"{where}.fastq (the sample name) is required")
         files = sample.get("sampleFiles")
-        if not isinstance(files, list) or not files:
-            problems.append(f"{where}.sampleFiles must be a non-empty list")
+        if "sampleFiles" not in sample and "id" in sample:
+            # A FASTQ sample already on the platform, reused by its id [cli].
+            sample_id = sample["id"]
+            if isinstance(sample_id, bool) or not isinstance(sample_id, (int, str)) or sample_id == "":
+                problems.append(f"{where}.id (an existing sample's id) must be a number or text")
+            if not sample.get("fastq"):
+                problems.append(f"{where}.fastq (the sample name) is required")
+            continue
+        is_pending = pending is not None and files == [] and sample.get("fastq", "") == pending
+        if not sample.get("fastq") and not is_pending:
+            problems.append(f"{where}.fastq (the sample name) is required")
+        if not isinstance(files, list) or not (files or is_pending):
+            problems.append(
+                f"{where}.sampleFiles must be a non-empty list (empty only for the proband's sample "
+                "while its files are pending)"
+            )
             continue
         for j, f in enumerate(files):
             fwhere = f"{where}.sampleFiles[{j}]"
@@ -117,9 +177,11 @@ def case_problems(case: Any) -> list[str]:
     td = case.get("test_data")
     if not isinstance(td, dict):
         return [*problems, "test_data is required and must be an object"]
-    if td.get("type") not in CASE_TYPES:
+    case_type = td.get("type")
+    if not _is_name(case_type):
         problems.append(
-            f"test_data.type must be one of {', '.join(CASE_TYPES)} (got {_show(td.get('type'))})"
+            f"test_data.type must be a case type's name, e.g. {', '.join(CASE_TYPES)} "
+            f"(got {_show(case_type)})"
         )
     if td.get("sample_type") not in SAMPLE_TYPES:
         problems.append(
@@ -140,8 +202,37 @@ def case_problems(case: Any) -> list[str]:
     else:
         for where, member in _members(patients):
             problems.extend(_member_problems(f"test_data.{where}", member))
-    problems.extend(_sample_problems(td.get("samples"), td.get("sample_type")))
+    problems.extend(
+        _sample_problems(td.get("samples"), td.get("sample_type"), _pending_proband_sample(patients))
+    )
     return problems
+
+
+def case_warnings(case: Any) -> list[str]:
+    """Values of a case JSON that are sent as given although we do not know them: a case type or a
+    relationship that is not in our lists. The tenant may know them (its lists grow), so they are
+    not refused here; its dry run (``POST ...?dry_run=true``) decides. Empty for any value that
+    :func:`case_problems` refuses (it says what is wrong there) and for a case that is not an object.
+    """
+    td = case.get("test_data") if isinstance(case, dict) else None
+    if not isinstance(td, dict):
+        return []
+    warnings: list[str] = []
+    case_type = td.get("type")
+    if _is_name(case_type) and case_type not in CASE_TYPES:
+        warnings.append(
+            f"test_data.type {_show(case_type)} is not a known case type ({', '.join(CASE_TYPES)})"
+        )
+    patients = td.get("patients")
+    if isinstance(patients, dict):
+        for where, member in _members(patients):
+            relationship = member.get("relationship") if isinstance(member, dict) else None
+            if _is_name(relationship) and relationship not in RELATIONSHIPS:
+                warnings.append(
+                    f"test_data.{where}.relationship {_show(relationship)} is not a known relationship "
+                    f"({', '.join(RELATIONSHIPS)})"
+                )
+    return warnings
 
 
 _HPO = re.compile(r"^HP:(\d{7})$")

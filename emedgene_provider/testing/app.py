@@ -28,7 +28,7 @@ from emedgene_provider.client.endpoints import (
     LOGIN_PATH,
     STORAGE_PATH,
 )
-from emedgene_provider.client.payload import case_problems
+from emedgene_provider.client.payload import case_problems, case_warnings
 from emedgene_provider.testing.config import SimulatorConfig, check_list_options
 from emedgene_provider.testing.faults import Fault, FaultPlan, drip, drop_connection, fault_response, huge
 from emedgene_provider.testing.state import SimCase, SimState
@@ -243,7 +243,7 @@ def build_app(sim: Simulation) -> web.Application:
             body = await _json_body(request)
         except ValueError:
             return
-        if not case_problems(body):
+        if not case_problems(body) and not case_warnings(body):
             asyncio.get_running_loop().call_later(delay, state.create_case, body)
 
     def _check_auth(request: web.Request) -> web.Response | None:
@@ -335,7 +335,9 @@ def build_app(sim: Simulation) -> web.Application:
             body = await _json_body(request)
         except ValueError as exc:
             return _error(400, str(exc))
-        problems = case_problems(body)
+        # The tenant knows its case types and relationships: what a client only warns about
+        # (payload.case_warnings) is refused here, after every certain problem.
+        problems = case_problems(body) + case_warnings(body)
         if problems:
             return _error(400, problems[0])
         if request.query.get("dry_run", "").lower() in ("true", "1", "yes"):
