@@ -42,7 +42,15 @@ class Run:
     data: Path
 
 
-def _run_dag(home, tmp_path_factory, dag_id: str, *, dags_folder: Path = EXAMPLE_DAGS, **sim_options) -> Run:
+def _run_dag(
+    home,
+    tmp_path_factory,
+    dag_id: str,
+    *,
+    dags_folder: Path = EXAMPLE_DAGS,
+    conf: dict[str, Any] | None = None,
+    **sim_options,
+) -> Run:
     data = tmp_path_factory.mktemp(dag_id)
     marker = data / "runs" / "latest" / "CopyComplete.txt"
     marker.parent.mkdir(parents=True)
@@ -55,7 +63,7 @@ def _run_dag(home, tmp_path_factory, dag_id: str, *, dags_folder: Path = EXAMPLE
             EMEDGENE_DATA_DIR=str(data),
             EMEDGENE_POLL_INTERVAL="0.2",
         )
-        done = airflow_run(env, "dags", "test", dag_id)
+        done = airflow_run(env, "dags", "test", dag_id, *(["-c", json.dumps(conf)] if conf else []))
         return Run(
             returncode=done.returncode,
             output=done.stdout + done.stderr,
@@ -86,12 +94,14 @@ def test_example_dags_import_without_errors(airflow_home) -> None:
             "summarize": [],
         },
         "emedgene_clinical_batch": {
-            "read_manifest": [],
+            "read_batch_csv": [],
             "create_case": [LINK],
             "wait_for_delivery": [LINK],
             "export_case": [LINK],
+            "batch_summary": [],
             "collect": [],
         },
+        "emedgene_results_consumer": {"report_exports": []},
     }
 
 
@@ -175,20 +185,52 @@ def test_issue_reported_run_still_links_to_the_case(failing_pipeline: Run) -> No
 # -- emedgene_clinical_batch ------------------------------------------------------------------------
 
 
+FAMILIES = ["TRIO-2026-0007", "SOLO-2026-0311", "SOLO-2026-0312"]  # manifests/example-batch.csv
+
+#: ``rendered_map_index`` (the label the UI shows) of every task instance of a DAG's latest run.
+LABELS_SCRIPT = """
+import json, sys
+from airflow.models import DagRun, TaskInstance
+from airflow.utils.session import create_session
+with create_session() as session:
+    run = session.query(DagRun).filter(DagRun.dag_id == sys.argv[1]).order_by(DagRun.id.desc()).first()
+    tis = session.query(TaskInstance).filter(
+        TaskInstance.dag_id == sys.argv[1], TaskInstance.run_id == run.run_id
+    ).all()
+    print(json.dumps({f"{ti.task_id}[{ti.map_index}]": ti.rendered_map_index for ti in tis}))
+"""
+
+
+@dataclass
+class BatchRun:
+    run: Run
+    labels: dict[str, str | None]
+
+
+def _run_batch(home, tmp_path_factory, **options) -> BatchRun:
+    run = _run_dag(home, tmp_path_factory, "emedgene_clinical_batch", **options)
+    env = home.with_env(AIRFLOW__CORE__DAGS_FOLDER=str(EXAMPLE_DAGS))
+    return BatchRun(run, python_run(env, LABELS_SCRIPT, "emedgene_clinical_batch"))
+
+
 @pytest.fixture(scope="module")
-def batch(airflow_home, tmp_path_factory) -> Run:
-    return _run_dag(airflow_home, tmp_path_factory, "emedgene_clinical_batch")
+def batch(airflow_home, tmp_path_factory) -> BatchRun:
+    return _run_batch(airflow_home, tmp_path_factory)
 
 
-def test_batch_creates_one_case_per_sample_and_collects_the_exports(batch: Run) -> None:
-    assert batch.returncode == 0, _explain(batch)
-    assert batch.summary["state"] == "success"
-    assert set(batch.summary["tasks"].values()) == {"success"}
-    assert batch.counters["cases_created"] == 3
-    samples = sorted(c["test_data"]["extra_data"]["manifest_sample"] for c in batch.cases)
-    assert samples == ["S-2026-2001", "S-2026-2002", "S-2026-2003"]
-    names = sorted(c["name"] for c in batch.cases)
-    files = sorted((batch.data / "batch-exports").iterdir())
+def test_batch_dry_runs_then_creates_one_case_per_family_and_collects_the_exports(batch: BatchRun) -> None:
+    run = batch.run
+    assert run.returncode == 0, _explain(run)
+    assert run.summary["state"] == "success"
+    assert set(run.summary["tasks"].values()) == {"success"}
+    assert run.counters["cases_created"] == 3
+    assert run.counters["requests"]["POST /api/cases/v2/cases"] == 6  # 3 dry runs, then 3 creates
+    assert sorted(c["test_data"]["extra_data"]["family_id"] for c in run.cases) == sorted(FAMILIES)
+    trio = next(c for c in run.cases if c["test_data"]["extra_data"]["family_id"] == FAMILIES[0])
+    assert set(trio["test_data"]["patients"]) == {"proband", "mother", "father", "other"}
+    assert trio["test_data"]["extra_data"]["LIMS Order"] == "ORD-88101"
+    names = sorted(c["name"] for c in run.cases)
+    files = sorted((run.data / "batch-exports").iterdir())
     assert [p.name for p in files] == [f"{name}.json" for name in names]
     counts = []
     for path in files:
@@ -196,22 +238,69 @@ def test_batch_creates_one_case_per_sample_and_collects_the_exports(batch: Run) 
         assert isinstance(variants, list)
         assert variants
         counts.append(len(variants))
-    report = batch.summary["xcom"]["collect[-1]:return_value"]
+    report = run.summary["xcom"]["collect[-1]:return_value"]
     assert report["cases"] == 3
     assert report["variants"] == sum(counts)
     assert sorted(f["path"] for f in report["files"]) == [f"file://{p}" for p in files]
 
 
-def test_batch_links_each_mapped_task_to_its_own_case(batch: Run) -> None:
-    links = batch.summary["links"]
-    xcom = batch.summary["xcom"]
+def test_batch_summary_maps_each_family_to_its_delivered_case(batch: BatchRun) -> None:
+    run = batch.run
+    family_of = {c["name"]: c["test_data"]["extra_data"]["family_id"] for c in run.cases}
+    summary = run.summary["xcom"]["batch_summary[-1]:return_value"]
+    assert list(summary) == FAMILIES  # the manifest's order
+    assert {family_of[entry["case_name"]]: entry["status"] for entry in summary.values()} == {
+        family: "Delivered" for family in FAMILIES
+    }
+    assert all(family_of[entry["case_name"]] == family for family, entry in summary.items())
+
+
+def test_batch_mapped_tasks_are_labelled_with_family_and_case(batch: BatchRun) -> None:
+    xcom, labels = batch.run.summary["xcom"], batch.labels
+    family_of = {c["name"]: c["test_data"]["extra_data"]["family_id"] for c in batch.run.cases}
     for index in range(3):
         name = xcom[f"create_case[{index}]:return_value"]
-        expected = f"{batch.url}/case/{name}"
+        assert labels[f"create_case[{index}]"] == family_of[name]
+        assert labels[f"wait_for_delivery[{index}]"] == name
+        assert labels[f"export_case[{index}]"] == name
+    assert sorted(labels[f"create_case[{i}]"] for i in range(3)) == sorted(FAMILIES)
+
+
+def test_batch_links_each_mapped_task_to_its_own_case(batch: BatchRun) -> None:
+    links = batch.run.summary["links"]
+    xcom = batch.run.summary["xcom"]
+    for index in range(3):
+        name = xcom[f"create_case[{index}]:return_value"]
+        expected = f"{batch.run.url}/case/{name}"
         assert links[f"create_case[{index}]"] == expected
         assert links[f"wait_for_delivery[{index}]"] == expected
         assert links[f"export_case[{index}]"] == expected
     assert len({xcom[f"create_case[{i}]:return_value"] for i in range(3)}) == 3
+
+
+def test_a_batch_the_tenant_refuses_creates_no_case(airflow_home, tmp_path_factory) -> None:
+    manifests = tmp_path_factory.mktemp("refused_manifest")
+    text = (EXAMPLE_DAGS / "manifests" / "example-batch.csv").read_text()
+    (manifests / "refused.csv").write_text(text.replace("SOLO-2026-0312,Exome,", "SOLO-2026-0312,Exome v9,"))
+    refused = _run_batch(airflow_home, tmp_path_factory, conf={"manifest": str(manifests / "refused.csv")})
+    run = refused.run
+    assert run.returncode != 0, _explain(run)
+    assert run.summary["state"] == "failed"
+    assert run.summary["tasks"] == {
+        "read_batch_csv[-1]": "failed",
+        "create_case[-1]": "upstream_failed",
+        "wait_for_delivery[-1]": "upstream_failed",
+        "export_case[-1]": "upstream_failed",
+        "batch_summary[-1]": "success",  # trigger_rule all_done: an empty summary, not an error
+        "collect[-1]": "upstream_failed",
+    }
+    assert run.summary["xcom"]["batch_summary[-1]:return_value"] == {}
+    assert run.counters["requests"]["POST /api/cases/v2/cases"] == 3  # three dry runs, no create
+    assert run.counters["cases_created"] == 0
+    assert run.cases == []
+    assert (
+        "family SOLO-2026-0312 (data row(s) 5): test_data.type 'Exome v9' is not a known case type"
+    ) in run.output
 
 
 # -- the sensor in reschedule mode, in a real Airflow ----------------------------------------------

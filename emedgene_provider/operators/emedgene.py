@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -13,15 +14,18 @@ from typing import Any
 from airflow.providers.common.compat.sdk import (
     AirflowException,
     AirflowFailException,
+    Asset,
+    AssetAlias,
     BaseOperator,
     ObjectStoragePath,
     ResumableJobMixin,
     conf,
 )
 
+from emedgene_provider.batch import FAMILY_ID_KEY
 from emedgene_provider.client import status as lifecycle
 from emedgene_provider.client.errors import EmedgeneCreatePendingError, EmedgeneNotFoundError
-from emedgene_provider.client.payload import CLOCK_SKEW, case_problems
+from emedgene_provider.client.payload import CLOCK_SKEW, case_problems, case_warnings
 from emedgene_provider.client.polling import PollSchedule
 from emedgene_provider.client.reconcile import CreateRecord, Journal, MemoryJournal
 from emedgene_provider.hooks.emedgene import EmedgeneHook
@@ -38,6 +42,8 @@ from emedgene_provider.waiting import DEFAULT_TARGETS, check_case, resume, statu
 DEFAULT_MAX_XCOM_BYTES = 512 * 1024
 #: Status of a recorded case that no longer exists (404): like a failure, it is created anew.
 GONE = "(case gone)"
+#: The context variable that holds a mapped create's Family Id for its ``map_index_template``.
+FAMILY_ID_CONTEXT_KEY = "emedgene_family_id"
 
 
 class _EmedgeneCaseOperator(BaseOperator):
@@ -83,6 +89,17 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         ``airflow:<dag_id>:<run_id>:<task_id>:<map_index>``.
     :param durable: keep the case name in Airflow's durable task state (Airflow 3.3+) so a retry
         reattaches to it; default True.
+    :param validate_locally: check the case JSON here before sending it (default True): a case with
+        a certain problem (a malformed shape, notes over 4000 characters, more than 100 phenotypes,
+        two probands...) fails the task with every problem listed and nothing sent, and a value
+        the tenant may know better than this provider (a case type or relationship it has not
+        seen) is logged as a warning and sent as given, for the server to decide. False sends the
+        case unchecked (the server still validates it): for a case shape this provider does not
+        know yet.
+
+    A mapped instance whose case carries a Family Id (``test_data.extra_data.family_id``, as
+    :func:`emedgene_provider.batch.read_batch_csv` sets it) is labelled with it in the UI, unless
+    the task has a ``map_index_template`` of its own.
     """
 
     template_fields: Sequence[str] = (
@@ -108,10 +125,12 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         idempotency_key: str | None = None,
         max_poll_interval: float | None = None,
+        validate_locally: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.case = case
+        self.validate_locally = validate_locally
         self.idempotency_key = idempotency_key
         self.wait_for_completion = wait_for_completion
         self.target_statuses = target_statuses
@@ -137,14 +156,38 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
                 raise AirflowFailException(
                     f"Emedgene case for task {self.task_id} is not valid JSON ({exc}): {case[:200]!r}"
                 ) from None
-        problems = case_problems(case)
-        if problems:
-            listed = "\n".join(f"  - {p}" for p in problems)
+        if not isinstance(case, dict):
             raise AirflowFailException(
-                f"Emedgene case for task {self.task_id} has {len(problems)} problem(s); "
-                f"nothing was sent:\n{listed}"
+                f"Emedgene case for task {self.task_id} must be a JSON object, not {type(case).__name__}"
             )
+        if self.validate_locally:
+            problems = case_problems(case)
+            if problems:
+                listed = "\n".join(f"  - {p}" for p in problems)
+                raise AirflowFailException(
+                    f"Emedgene case for task {self.task_id} has {len(problems)} problem(s); "
+                    f"nothing was sent:\n{listed}"
+                )
+            for warning in case_warnings(case):
+                self.log.warning("Emedgene case: %s; sent as given, the server decides", warning)
+        self._label_map_index(context, case)
         return dict(case)
+
+    def _label_map_index(self, context: Any | None, case: Any) -> None:
+        """Label a mapped instance with its case's Family Id (what a lab knows the case by), through
+        the context's ``map_index_template``, which Airflow (2.9+) renders after ``execute``. A
+        template of the task's own wins; an unmapped task or a case without a Family Id is left as is.
+        """
+        if context is None or context.get("map_index_template") is not None:
+            return
+        if getattr(context.get("ti"), "map_index", -1) in (None, -1):
+            return
+        td = case.get("test_data") if isinstance(case, dict) else None
+        extra = td.get("extra_data") if isinstance(td, dict) else None
+        family = extra.get(FAMILY_ID_KEY) if isinstance(extra, dict) else None
+        if isinstance(family, (str, int)) and str(family):
+            context[FAMILY_ID_CONTEXT_KEY] = str(family)  # a variable, not template text: no Jinja in it
+            context["map_index_template"] = "{{ " + FAMILY_ID_CONTEXT_KEY + " }}"
 
     def _read_case_file(self, location: str, context: Any | None) -> str:
         path = ObjectStoragePath(location if "://" in location else f"file://{self._resolve(location)}")
@@ -432,6 +475,7 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         self._announced = case_name
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
+        self._label_map_index(context, self.case)  # a resumed task renders its label anew
         status = resume(event)
         case_name = str((event or {}).get("case_name"))
         self.log.info("Emedgene case %s reached %r", case_name, status)
@@ -489,11 +533,84 @@ class EmedgeneGetCaseOperator(_EmedgeneCaseOperator):
         return self.hook.get_case(self.case_name, self.test_fields)
 
 
+#: The asset aliases the export and candidates operators attach the files they write to, by
+#: default: a downstream DAG ``schedule=[AssetAlias(EXPORTS_ASSET_ALIAS)]`` runs on each delivered
+#: export, wherever it was written.
+EXPORTS_ASSET_ALIAS = "emedgene-exports"
+CANDIDATES_ASSET_ALIAS = "emedgene-candidates"
+
+
+def asset_uri(path: ObjectStoragePath) -> str:
+    """The Asset URI of a written result: ``file:///abs/file.json``, ``s3://bucket/key``, ...
+
+    It names the data, not the way to it: the connection id an ObjectStoragePath carries as user
+    info (``s3://aws_default@bucket/key``) is left out (Airflow 2 drops it from a Dataset URI,
+    Airflow 3 would keep it: one file written through two connections would be two assets), and
+    a local path without a scheme is made absolute under ``file://``. The full path, connection
+    included, is in the asset event's ``extra["path"]``.
+    """
+    protocol = path.protocol
+    if isinstance(protocol, (tuple, list)):  # fsspec may list a protocol's aliases
+        protocol = protocol[0]
+    if protocol in ("", "file", "local"):
+        return "file://" + os.path.abspath(path.path)
+    return f"{protocol}://{path.path}"
+
+
+def alias_registered(name: str) -> bool:
+    """Whether an asset event may name the alias ``name``: always on Airflow 3; on Airflow 2 only
+    if the alias is in the metadata DB.
+
+    Airflow 2.11 creates a missing Dataset for an alias event but not a missing alias: it fails
+    the task at its end ("Can't flush None value found in collection DatasetModel.aliases"), after
+    the file was written. The alias is in the DB once a DAG processor (or ``airflow dags
+    reserialize``) parsed a DAG that declares it, so this only happens to runs of a DAG Airflow
+    never parsed (``airflow dags test`` on a fresh DB). When the DB cannot be asked (no DB here),
+    the event is recorded as Airflow would.
+    """
+    from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_0_PLUS
+
+    if AIRFLOW_V_3_0_PLUS:
+        return True
+    try:
+        from airflow.models.dataset import DatasetAliasModel  # type: ignore[import-not-found,unused-ignore]
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            found = session.scalar(
+                select(DatasetAliasModel.id).where(DatasetAliasModel.name == name).limit(1)
+            )
+    except Exception:  # no DB to ask: leave it to Airflow
+        return True
+    return found is not None
+
+
+def _with_alias(outlets: Any, alias_name: str) -> list[Any]:
+    """``outlets`` (None, one object or a list: what BaseOperator accepts) plus the alias, once."""
+    if outlets is None:
+        listed: list[Any] = []
+    elif isinstance(outlets, (list, tuple)):
+        listed = list(outlets)
+    else:
+        listed = [outlets]
+    alias = AssetAlias(alias_name)
+    return listed if alias in listed else [*listed, alias]
+
+
 class _EmedgeneResultOperator(_EmedgeneCaseOperator):
-    """Fetch a list of records; write it to object storage, or return it if it fits in XCom."""
+    """Fetch a list of records; write it to object storage, or return it if it fits in XCom.
+
+    Written to storage, the file is an Airflow Asset (a Dataset on Airflow 2), attached at run time
+    to an asset alias the task declares: the path is usually templated or per case, so it is only
+    known once the task runs, and an alias is how Airflow lets a task name such an asset.
+    """
 
     template_fields: Sequence[str] = ("case_name", "output_path", "emedgene_conn_id")
     what = "records"
+    #: ``extra["kind"]`` of the asset events, for a DAG scheduled on both aliases.
+    asset_kind = "records"
+    default_asset_alias: str | None = None
 
     def __init__(
         self,
@@ -501,12 +618,62 @@ class _EmedgeneResultOperator(_EmedgeneCaseOperator):
         case_name: str,
         output_path: str | None = None,
         max_xcom_bytes: int = DEFAULT_MAX_XCOM_BYTES,
+        asset_alias: str | None = "",
         **kwargs: Any,
     ) -> None:
+        alias_name = self._alias_name(asset_alias)
+        if alias_name and output_path is not None:
+            kwargs["outlets"] = _with_alias(kwargs.get("outlets"), alias_name)
         super().__init__(**kwargs)
         self.case_name = case_name
         self.output_path = output_path
         self.max_xcom_bytes = max_xcom_bytes
+        self.asset_alias = alias_name
+
+    @classmethod
+    def _alias_name(cls, asset_alias: str | None) -> str | None:
+        """The alias to use: ``""`` (the default) means the class's, None means none."""
+        return cls.default_asset_alias if asset_alias == "" else asset_alias
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """Declare the alias on a mapped task too (``.partial(...).expand(case_name=...)``).
+
+        Airflow builds a mapped task from these arguments and runs ``__init__`` only in each task
+        instance, but the scheduler and the UI read the outlets from the parsed DAG (and Airflow 2
+        fails a task that attaches to an alias no DAG declared). An ``output_path`` that is not
+        among these arguments may be expanded, so it counts as set; only ``output_path=None`` or
+        ``asset_alias=None`` declares nothing.
+        """
+        alias_name = cls._alias_name(kwargs.get("asset_alias", ""))
+        if alias_name and kwargs.get("output_path", "") is not None:
+            kwargs["outlets"] = _with_alias(kwargs.get("outlets"), alias_name)
+        return super().partial(**kwargs)
+
+    def attach_asset(self, context: Any, path: ObjectStoragePath, count: int) -> None:
+        """Record the written file as an asset event through the alias (what triggers consumers).
+
+        The event's ``extra`` carries ``case_name``, ``path`` (as written, to read it back with the
+        same connection), ``count`` and ``kind``; flat strings and numbers, as Airflow 2 needs.
+        """
+        if not self.asset_alias:
+            return
+        events = context.get("outlet_events")
+        if events is None:  # a context built outside Airflow's task runner (unit tests)
+            return
+        uri = asset_uri(path)
+        if not alias_registered(self.asset_alias):
+            self.log.warning(
+                "Asset alias %r is not in the metadata DB: this DAG was never parsed by a DAG processor "
+                "(`airflow dags test` on a fresh DB?), and Airflow 2 fails a task whose event names an "
+                "unknown alias; no asset event is recorded for %s.",
+                self.asset_alias,
+                uri,
+            )
+            return
+        extra = {"case_name": str(self.case_name), "path": str(path), "count": count, "kind": self.asset_kind}
+        events[AssetAlias(self.asset_alias)].add(Asset(uri=uri), extra=extra)
+        self.log.info("Asset %s recorded through asset alias %r", uri, self.asset_alias)
 
     def fetch(self) -> list[dict[str, Any]]:
         """The records, in memory (for XCom)."""
@@ -526,6 +693,7 @@ class _EmedgeneResultOperator(_EmedgeneCaseOperator):
             # Streamed from the socket to the store, the file complete or absent (the hook's *_to).
             count = self.fetch_to(path)
             self.log.info("Wrote %d %s of case %s to %s", count, self.what, self.case_name, path)
+            self.attach_asset(context, path, count)
             return {"path": str(path), "count": count}
         records = self.fetch()
         text = json.dumps(records, indent=None, sort_keys=True)
@@ -549,9 +717,18 @@ class EmedgeneGetCandidatesOperator(_EmedgeneResultOperator):
         ``<name>.partial`` and renamed). The operator then returns ``{"path": ..., "count": ...}``;
         without it, the list.
     :param max_xcom_bytes: refuse to return more than this much JSON through XCom.
+    :param asset_alias: with ``output_path``, the file written is recorded as an Airflow Asset (a
+        Dataset on Airflow 2) whose URI is the file's (``file:///...``, ``s3://bucket/key``; see
+        :func:`asset_uri`), attached to the asset alias of this name, which the task declares in
+        its ``outlets``; a DAG with ``schedule=[AssetAlias("emedgene-candidates")]`` then runs on each file
+        delivered, and one scheduled on ``Asset("<uri>")`` on that file. The event's ``extra``
+        holds ``case_name``, ``path``, ``count`` and ``kind``. Default ``"emedgene-candidates"``; None
+        records nothing. Not templated.
     """
 
     what = "candidates"
+    asset_kind = "candidates"
+    default_asset_alias = CANDIDATES_ASSET_ALIAS
 
     def fetch(self) -> list[dict[str, Any]]:
         return self.hook.get_candidates(self.case_name)
@@ -570,9 +747,18 @@ class EmedgeneExportCaseOperator(_EmedgeneResultOperator):
         ``<name>.partial`` and renamed). The operator then returns ``{"path": ..., "count": ...}``;
         without it, the list.
     :param max_xcom_bytes: refuse to return more than this much JSON through XCom.
+    :param asset_alias: with ``output_path``, the file written is recorded as an Airflow Asset (a
+        Dataset on Airflow 2) whose URI is the file's (``file:///...``, ``s3://bucket/key``; see
+        :func:`asset_uri`), attached to the asset alias of this name, which the task declares in
+        its ``outlets``; a DAG with ``schedule=[AssetAlias("emedgene-exports")]`` then runs on each file
+        delivered, and one scheduled on ``Asset("<uri>")`` on that file. The event's ``extra``
+        holds ``case_name``, ``path``, ``count`` and ``kind``. Default ``"emedgene-exports"``; None
+        records nothing. Not templated.
     """
 
     what = "exported variants"
+    asset_kind = "export"
+    default_asset_alias = EXPORTS_ASSET_ALIAS
 
     def fetch(self) -> list[dict[str, Any]]:
         return self.hook.export_case(self.case_name)
