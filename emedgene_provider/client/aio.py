@@ -107,6 +107,7 @@ class AsyncEmedgeneClient:
         self._owns_session = session is None
         self._ssl = ssl_setting(config.verify)
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests replace it
+        self._proxies: dict[str, tuple[Any, Any]] = {}  # by scheme and host: see _proxy_for()
         #: The tenant's request rate, shared by every client of the process, sync ones and other
         #: event loops included (ratelimit.py).
         self.limiter: RateLimiter = limiter_for(config.base_url, config.requests_per_second)
@@ -136,12 +137,28 @@ class AsyncEmedgeneClient:
                 keepalive_timeout=KEEPALIVE_SECONDS,
                 ssl=self._ssl,
             )
-            # trust_env: HTTPS_PROXY / NO_PROXY (and .netrc) as requests honours them in the
-            # workers; without it the triggerer's waits went around a lab's proxy.
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout(), trust_env=True
-            )
+            # No trust_env: it makes aiohttp read .netrc and the proxy variables in a thread
+            # for every request (two thread hops a poll, most of a poll's CPU at thousands of
+            # waits); _proxy_for() reads the proxy variables once per host instead.
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout())
         return self._session
+
+    def _proxy_for(self, url: str) -> tuple[Any, Any]:
+        """``(proxy, proxy_auth)`` for ``url`` from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``, as
+        requests reads them in the workers (a deferred wait must go the way its task went); read
+        once per scheme and host of this client (the tenant, its login host)."""
+        origin = "/".join(url.split("/", 3)[:3])
+        found = self._proxies.get(origin)
+        if found is None:
+            from aiohttp.helpers import get_env_proxy_for_url
+            from yarl import URL
+
+            try:
+                found = get_env_proxy_for_url(URL(origin))
+            except LookupError:  # no proxy for this host, or NO_PROXY names it
+                found = (None, None)
+            self._proxies[origin] = found
+        return found
 
     async def _with_retries(self, call: ApiCall, attempt: Callable[[], Awaitable[T]]) -> T:
         """``attempt()``, retried under the policy: the first try plain, the rest through tenacity
@@ -186,6 +203,7 @@ class AsyncEmedgeneClient:
         pace = self.limiter.reserve()  # the tenant's rate limit, before the attempt's timeout starts
         if pace > 0:
             await self.sleep(pace)
+        proxy, proxy_auth = self._proxy_for(url)
         try:
             async with self.session.request(
                 call.method,
@@ -196,6 +214,8 @@ class AsyncEmedgeneClient:
                 ssl=self._ssl,
                 allow_redirects=False,
                 timeout=self._timeout(),
+                proxy=proxy,
+                proxy_auth=proxy_auth,
             ) as response:
                 status = response.status
                 location = response.headers.get("Location")
