@@ -1,6 +1,7 @@
 """Waiting on a case, for the sensor and the create operator alike: one check, one blocking wait,
 and resuming from the trigger's event. Decisions come from :func:`emedgene_provider.client.status.evaluate`,
-the same function the trigger uses, so the three paths cannot disagree. A status nobody declared
+the same function the trigger uses, so the three paths cannot disagree; outcomes are
+:class:`~emedgene_provider.client.status.WaitOutcome` members. A status nobody declared
 is "not yet" (fail closed) and warned about once per wait, through an
 :class:`~emedgene_provider.client.status.UnrecognisedStatusNotice` the caller keeps for that wait."""
 
@@ -11,12 +12,13 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipException
 
 from emedgene_provider.client import status as lifecycle
 from emedgene_provider.client.errors import EmedgeneUnavailableError
 from emedgene_provider.client.polling import PollSchedule
-from emedgene_provider.triggers.emedgene import EVENT_FAILED, EVENT_SUCCESS, EVENT_TIMEOUT
+from emedgene_provider.client.status import WaitOutcome
+from emedgene_provider.exceptions import EmedgeneCaseFailedError
 
 if TYPE_CHECKING:
     from emedgene_provider.hooks.emedgene import EmedgeneHook
@@ -33,16 +35,24 @@ def status_list(value: str | Sequence[str] | None) -> list[str] | None:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-class EmedgeneCaseFailedError(AirflowFailException):
-    """The case reached a failure status (Issue reported, Trash bin, ...): fail now, no retry, since
-    retrying the task cannot change the case; never wait out a timeout on a failed case."""
+__all__ = [  # EmedgeneCaseFailedError lives in emedgene_provider.exceptions; importable here as before
+    "DEFAULT_TARGETS",
+    "EmedgeneCaseFailedError",
+    "check_case",
+    "failed",
+    "resume",
+    "status_list",
+    "wait_blocking",
+]
 
 
 def failed(
     case_name: str, case_status: str | None, *, soft_fail: bool = False, detail: str = ""
 ) -> Exception:
     message = f"Emedgene case {case_name} is in failure status {case_status!r}{detail}"
-    return AirflowSkipException(message) if soft_fail else EmedgeneCaseFailedError(message)
+    if soft_fail:
+        return AirflowSkipException(message)
+    return EmedgeneCaseFailedError(message, case_name=case_name, case_status=case_status)
 
 
 def check_case(
@@ -82,14 +92,14 @@ def _check(
         return None, False
     custom = hook.config.custom_statuses
     outcome = lifecycle.evaluate(status, targets, failures, custom)
-    if outcome == lifecycle.FAILED:
+    if outcome is WaitOutcome.FAILED:
         raise failed(case_name, status, soft_fail=soft_fail)
     log.info("Emedgene case %s is %r (waiting for %s)", case_name, status, " or ".join(targets))
-    if outcome == lifecycle.WAITING:
+    if outcome is WaitOutcome.WAITING:
         warning = (notice or lifecycle.UnrecognisedStatusNotice()).check(case_name, status, targets, custom)
         if warning:
             log.warning("%s", warning)
-    return status, outcome == lifecycle.SUCCESS
+    return status, outcome is WaitOutcome.SUCCESS
 
 
 def wait_blocking(
@@ -127,17 +137,20 @@ def wait_blocking(
 
 
 def resume(event: dict[str, Any] | None, *, soft_fail: bool = False) -> str:
-    """The case status of a trigger's success event; raise a clear error for anything else."""
+    """The case status of a trigger's success event; raise a clear error for anything else.
+
+    The event's ``"status"`` is read with :meth:`WaitOutcome.parse`, so an event written by an
+    earlier version of the provider (the same strings) resumes too."""
     if not event:
         raise AirflowException("Emedgene trigger ended without an event")
-    kind = event.get("status")
+    kind = WaitOutcome.parse(event.get("status"))
     case_name = event.get("case_name")
     message = str(event.get("message") or "")
-    if kind == EVENT_SUCCESS:
+    if kind is WaitOutcome.SUCCESS:
         return str(event.get("case_status"))
-    if kind == EVENT_FAILED:
+    if kind is WaitOutcome.FAILED:
         raise failed(str(case_name), event.get("case_status"), soft_fail=soft_fail)
-    if kind == EVENT_TIMEOUT:
+    if kind is WaitOutcome.TIMEOUT:
         if soft_fail:
             raise AirflowSkipException(message)
         raise AirflowException(message)

@@ -258,7 +258,9 @@ def test_the_sensor_treats_a_dripping_status_read_as_not_yet(monkeypatch, sim, c
     with caplog.at_level(logging.WARNING):
         assert sensor.poke(make_context(FakeTI())) is False
     assert _deadline_words("GET", f"/api/test/{name}") in caplog.text
-    assert sensor.poke(make_context(FakeTI())) is True  # the next poke reads the status
+    done = sensor.poke(make_context(FakeTI()))  # the next poke reads the status
+    assert done.is_done is True
+    assert done.xcom_value == "Delivered"
 
 
 # -- every answer bounded in memory ---------------------------------------------------------------

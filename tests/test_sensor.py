@@ -15,15 +15,16 @@ from airflow.providers.common.compat.sdk import (
     AirflowSensorTimeout,
     AirflowSkipException,
     BaseSensorOperator,
+    PokeReturnValue,
     TaskDeferred,
 )
 from airflow_fixtures import FakeClock, FakeTI, make_context, status_gets, valid_case
 
+from emedgene_provider.exceptions import EmedgeneCaseFailedError
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.links.emedgene import XCOM_CASE_URL
 from emedgene_provider.sensors.emedgene import EmedgeneCaseStatusSensor
 from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger
-from emedgene_provider.waiting import EmedgeneCaseFailedError
 
 
 @pytest.fixture
@@ -87,12 +88,17 @@ def reschedule_without_db(monkeypatch):
 )
 def test_poke_is_lifecycle_aware_and_normalised(case_in, status, targets, done) -> None:
     name = case_in(status)
-    assert _sensor(name, target_statuses=targets).poke(make_context()) is done
+    poked = _sensor(name, target_statuses=targets).poke(make_context())
+    if done:  # done: the status it ended on, as the server wrote it, is the XCom value
+        assert isinstance(poked, PokeReturnValue) and poked.is_done and poked.xcom_value == status
+    else:
+        assert poked is False
 
 
 def test_target_statuses_may_be_one_string(case_in) -> None:
     name = case_in("Finalized")
-    assert _sensor(name, target_statuses="delivered").poke(make_context()) is True
+    poked = _sensor(name, target_statuses="delivered").poke(make_context())
+    assert isinstance(poked, PokeReturnValue) and poked.xcom_value == "Finalized"
 
 
 @pytest.mark.parametrize("status", ["Issue reported", "Trash bin", "Move to trash", "ISSUE_REPORTED"])
@@ -102,6 +108,7 @@ def test_failure_status_fails_at_once_naming_case_and_status(case_in, status) ->
         _sensor(name).poke(make_context())
     assert str(raised.value) == f"Emedgene case {name} is in failure status {status!r}"
     assert isinstance(raised.value, AirflowFailException)
+    assert (raised.value.case_name, raised.value.case_status) == (name, status)
 
 
 def test_custom_failure_statuses_replace_the_defaults(case_in) -> None:
@@ -110,6 +117,10 @@ def test_custom_failure_statuses_replace_the_defaults(case_in) -> None:
         _sensor(on_hold, failure_statuses=["on_hold"]).poke(make_context())
     issue = case_in("Issue reported")
     assert _sensor(issue, failure_statuses=["On hold"]).poke(make_context()) is False
+
+
+# Every mode returns the status the wait ended on (its XCom return_value): poke and reschedule through
+# PokeReturnValue, deferrable from execute_complete or, when the case is already there, from execute.
 
 
 # -- poke mode ------------------------------------------------------------------------------------
@@ -121,7 +132,7 @@ def test_poke_mode_waits_through_the_lifecycle(case_in, sim_conn, clock) -> None
     clock.on_sleep(2, lambda: sim_conn.set_status(name, "Delivered"))
     ti = FakeTI()
     sensor = _sensor(name, mode="poke")
-    assert sensor.execute(make_context(ti)) is None
+    assert sensor.execute(make_context(ti)) == "Delivered"
     assert ti.pushed == [(XCOM_CASE_URL, f"{sim_conn.url}/case/{name}")]
     assert status_gets(sim_conn) == 3  # Uploading, In progress, Delivered
     assert clock.sleeps == [0.1, 0.1]  # one poke interval between polls
@@ -163,7 +174,7 @@ def test_poke_mode_rides_out_a_tenant_outage(sim_conn, monkeypatch, clock) -> No
     name = EmedgeneHook().create_case(valid_case())
     sim_conn.set_status(name, "Delivered")
     sim_conn.inject("503", times=2, method="GET", path=f"/api/test/{name}")
-    assert _sensor(name, mode="poke").execute(make_context()) is None
+    assert _sensor(name, mode="poke").execute(make_context()) == "Delivered"
     assert sim_conn.counters()["faults_injected"] == 2
     assert status_gets(sim_conn) == 3
     assert clock.sleeps == [0.1, 0.1]  # two "not yet" pokes, each followed by one interval
@@ -182,7 +193,22 @@ def test_reschedule_mode_reschedules_while_waiting(case_in, reschedule_without_d
 
 def test_reschedule_mode_finishes_when_delivered(case_in, reschedule_without_db) -> None:
     name = case_in("Finalized")
-    assert _sensor(name, mode="reschedule", poke_interval=0.5).execute(make_context()) is None
+    assert _sensor(name, mode="reschedule", poke_interval=0.5).execute(make_context()) == "Finalized"
+
+
+def test_reschedule_mode_returns_the_status_on_the_try_that_sees_it(
+    case_in, sim_conn, reschedule_without_db
+) -> None:
+    """Each reschedule is a new execution of the task: the one that sees a target returns it."""
+    name = case_in("In progress")
+    sensor = _sensor(name, mode="reschedule", poke_interval=0.5, target_statuses=["Delivered"])
+    with pytest.raises(AirflowRescheduleException):
+        sensor.execute(make_context(FakeTI(try_number=1)))
+    sim_conn.set_status(name, "Sign-out review")  # undeclared: still not yet
+    with pytest.raises(AirflowRescheduleException):
+        sensor.execute(make_context(FakeTI(try_number=1)))
+    sim_conn.set_status(name, "Delivered")
+    assert sensor.execute(make_context(FakeTI(try_number=1))) == "Delivered"
 
 
 def test_reschedule_mode_fails_on_a_failed_case(case_in, reschedule_without_db) -> None:
@@ -240,7 +266,7 @@ def test_deferrable_defaults_in_the_trigger(case_in) -> None:
 def test_deferrable_does_not_defer_when_already_there(case_in, sim_conn, status) -> None:
     name = case_in(status)
     ti = FakeTI()
-    assert _sensor(name, deferrable=True).execute(make_context(ti)) is None
+    assert _sensor(name, deferrable=True).execute(make_context(ti)) == status
     assert ti.pushed == [(XCOM_CASE_URL, f"{sim_conn.url}/case/{name}")]
     assert status_gets(sim_conn) == 1
 
@@ -259,6 +285,17 @@ def test_deferrable_soft_fail_skips_a_failed_case(case_in) -> None:
         AirflowSkipException, match=re.escape(f"{name} is in failure status 'Issue reported'")
     ):
         _sensor(name, deferrable=True, soft_fail=True).execute(make_context())
+
+
+async def test_deferrable_returns_the_status_the_trigger_saw(case_in, sim_conn) -> None:
+    """The whole deferrable path: defer, the trigger's run against the simulator, then resume."""
+    name = case_in("In progress")
+    sensor = _sensor(name, deferrable=True)
+    with pytest.raises(TaskDeferred) as raised:
+        sensor.execute(make_context())
+    sim_conn.set_status(name, "Finalized")  # past the target: the status it ended on, not the target
+    (event,) = [event.payload async for event in raised.value.trigger.run()]
+    assert sensor.execute_complete(make_context(), event) == "Finalized"
 
 
 # -- execute_complete -------------------------------------------------------------------------------

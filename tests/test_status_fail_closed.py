@@ -32,6 +32,7 @@ from emedgene_provider.client.errors import (
     EmedgeneInvalidRequestError,
     EmedgeneUnexpectedResponseError,
 )
+from emedgene_provider.client.status import WaitOutcome
 from emedgene_provider.client.sync import EmedgeneClient
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.operators.emedgene import EmedgeneCreateCaseOperator
@@ -117,37 +118,37 @@ def delivered_after(monkeypatch):
 
 @pytest.mark.parametrize("status", [*UNKNOWN, ""])
 def test_an_unknown_status_is_not_yet_delivered(status) -> None:
-    assert lifecycle.evaluate(status, ["Delivered"], None) == lifecycle.WAITING
+    assert lifecycle.evaluate(status, ["Delivered"], None) is WaitOutcome.WAITING
     assert lifecycle.is_unrecognised(status)
     assert not lifecycle.is_delivered(status)
 
 
 def test_re_analysis_is_known_and_not_delivered() -> None:
-    assert lifecycle.evaluate("Re-Analysis", ["Delivered"], None) == lifecycle.WAITING
-    assert lifecycle.evaluate("re_analysis", ["In progress"], None) == lifecycle.SUCCESS
+    assert lifecycle.evaluate("Re-Analysis", ["Delivered"], None) is WaitOutcome.WAITING
+    assert lifecycle.evaluate("re_analysis", ["In progress"], None) is WaitOutcome.SUCCESS
     assert not lifecycle.is_unrecognised("RE-ANALYSIS")  # known: nothing to warn about
 
 
 def test_declared_custom_statuses_rank_between_delivered_and_finalized() -> None:
     custom = ["sign_out review", "Awaiting billing"]
-    assert lifecycle.evaluate("Sign-out review", ["Delivered"], None, custom) == lifecycle.SUCCESS
-    assert lifecycle.evaluate("Sign-out review", ["Finalized"], None, custom) == lifecycle.WAITING
-    assert lifecycle.evaluate("Finalized", ["Sign-out review"], None, custom) == lifecycle.SUCCESS
-    assert lifecycle.evaluate("Delivered", ["Sign-out review"], None, custom) == lifecycle.WAITING
+    assert lifecycle.evaluate("Sign-out review", ["Delivered"], None, custom) is WaitOutcome.SUCCESS
+    assert lifecycle.evaluate("Sign-out review", ["Finalized"], None, custom) is WaitOutcome.WAITING
+    assert lifecycle.evaluate("Finalized", ["Sign-out review"], None, custom) is WaitOutcome.SUCCESS
+    assert lifecycle.evaluate("Delivered", ["Sign-out review"], None, custom) is WaitOutcome.WAITING
     # Two custom statuses are unordered: neither reaches the other.
-    assert lifecycle.evaluate("Awaiting billing", ["Sign-out review"], None, custom) == lifecycle.WAITING
+    assert lifecycle.evaluate("Awaiting billing", ["Sign-out review"], None, custom) is WaitOutcome.WAITING
     assert not lifecycle.is_unrecognised("SIGN-OUT REVIEW", custom)
 
 
 def test_a_target_named_exactly_always_ends_the_wait() -> None:
     """A lab waiting for its own status by name needs no declaration."""
-    assert lifecycle.evaluate("sign-out review", ["Sign-out review"], None) == lifecycle.SUCCESS
-    assert lifecycle.evaluate("Delivered.", ["Delivered"], None) == lifecycle.WAITING
+    assert lifecycle.evaluate("sign-out review", ["Sign-out review"], None) is WaitOutcome.SUCCESS
+    assert lifecycle.evaluate("Delivered.", ["Delivered"], None) is WaitOutcome.WAITING
 
 
 def test_failures_are_checked_before_targets_and_custom_statuses() -> None:
-    assert lifecycle.evaluate("On hold", ["On hold"], ["on_hold"], ["On hold"]) == lifecycle.FAILED
-    assert lifecycle.evaluate("Issue reported", ["Delivered"], None, ["x"]) == lifecycle.FAILED
+    assert lifecycle.evaluate("On hold", ["On hold"], ["on_hold"], ["On hold"]) is WaitOutcome.FAILED
+    assert lifecycle.evaluate("Issue reported", ["Delivered"], None, ["x"]) is WaitOutcome.FAILED
 
 
 def test_the_notice_warns_once_per_status_and_never_for_a_known_one() -> None:
@@ -299,13 +300,13 @@ def test_poke_mode_warns_once_per_execution_and_ends_on_delivery(
     name = _case(sim_conn, "Analysis failed")
     reads = delivered_after(sim_conn, name, 4)
     sensor = _sensor(name, mode="poke")
-    assert sensor.execute(make_context()) is None
+    assert sensor.execute(make_context()) == "Delivered"
     assert reads == ["Analysis failed"] * 4 + ["Delivered"]
     assert warnings_for("Analysis failed") == 1
     # A new execution (a retry, a reschedule) warns again, once.
     sim_conn.set_status(name, "Analysis failed")
     reads = delivered_after(sim_conn, name, 2)
-    assert sensor.execute(make_context()) is None
+    assert sensor.execute(make_context()) == "Delivered"
     assert reads == ["Analysis failed"] * 2 + ["Delivered"]
     assert warnings_for("Analysis failed") == 2
 
@@ -316,7 +317,7 @@ def test_declared_custom_status_counts_as_delivered(emedgene_simulator_factory, 
     assert sim.connection_json()["extra"]["custom_statuses"] == [CUSTOM]
     connect(monkeypatch, sim)
     name = _case(sim, "SIGN_OUT REVIEW")
-    assert _sensor(name).poke(make_context()) is True
+    assert _sensor(name).poke(make_context()).xcom_value == "SIGN_OUT REVIEW"  # as the server wrote it
     assert _sensor(name, target_statuses=["Finalized"]).poke(make_context()) is False
     assert UNRECOGNISED not in caplog.text
     # The same connection without the declaration: the status is unknown, so not delivered.
@@ -331,7 +332,7 @@ def test_custom_statuses_from_a_ui_form_string(sim_conn, monkeypatch) -> None:
     conn["extra"]["extra__emedgene__custom_statuses"] = f"Awaiting billing, {CUSTOM}"
     connect(monkeypatch, sim_conn, conn)
     name = _case(sim_conn, CUSTOM)
-    assert _sensor(name).poke(make_context()) is True
+    assert _sensor(name).poke(make_context()).xcom_value == CUSTOM
 
 
 def test_deferrable_sensor_defers_on_an_unknown_status(sim_conn) -> None:
@@ -346,7 +347,7 @@ def test_deferrable_sensor_does_not_defer_on_a_declared_custom_status(
     sim = emedgene_simulator_factory(custom_statuses=[CUSTOM])
     connect(monkeypatch, sim)
     name = _case(sim, CUSTOM)
-    assert _sensor(name, deferrable=True).execute(make_context()) is None
+    assert _sensor(name, deferrable=True).execute(make_context()) == CUSTOM
     assert status_gets(sim) == 1
 
 
@@ -441,9 +442,9 @@ def test_a_retry_never_takes_an_unknown_status_for_success(sim_conn, delivered_a
     """The earlier try's case is reused (never a second case) and waited on, not returned as done:
     on Airflow 3.3 through the durable task state, on 2.11 through the idempotency key."""
     store = _Store()
-    first = EmedgeneCreateCaseOperator(task_id="create", case=valid_case()).execute(
-        _durable_context(1, store)
-    )
+    first = EmedgeneCreateCaseOperator(
+        task_id="create", case=valid_case(), wait_for_completion=False
+    ).execute(_durable_context(1, store))
     sim_conn.set_status(first, "Analysis failed")
     reads = delivered_after(sim_conn, first, 2)
     op = EmedgeneCreateCaseOperator(

@@ -10,6 +10,7 @@ import time
 import pytest
 from airflow_fixtures import FakeClock, connect, status_gets, valid_case
 
+from emedgene_provider.client.status import TRIGGER_EVENT_OUTCOMES, WaitOutcome
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.triggers import emedgene as trigger_module
 from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger
@@ -37,12 +38,20 @@ def _trigger(
 
 
 async def _events(trigger: EmedgeneCaseStatusTrigger, limit: float = 20) -> list[dict]:
-    """Every event the trigger yields until its generator ends (bounded by ``limit`` seconds)."""
+    """Every event the trigger yields until its generator ends (bounded by ``limit`` seconds).
+
+    Each is checked to be plain JSON: its ``status`` the value of a trigger-event
+    :class:`WaitOutcome`, a bare ``str`` (not the Enum member), as earlier versions wrote it."""
 
     async def collect() -> list[dict]:
         return [event.payload async for event in trigger.run()]
 
-    return await asyncio.wait_for(collect(), timeout=limit)
+    events = await asyncio.wait_for(collect(), timeout=limit)
+    for event in events:
+        assert type(event["status"]) is str, event
+        assert WaitOutcome(event["status"]) in TRIGGER_EVENT_OUTCOMES
+        assert json.loads(json.dumps(event)) == event
+    return events
 
 
 def _case(sim, status: str | None = None) -> str:
@@ -311,3 +320,22 @@ async def test_simulator_down_is_an_outage_not_an_error(
     (event,) = await _events(_trigger(name, timeout=0.5, poll_interval=0.25, clock=clock))
     assert (event["status"], event["case_status"]) == ("timeout", None)
     assert clock.sleeps == [0.25, 0.25]  # polls at t = 0, 0.25 and the deadline 0.5
+
+
+def test_a_runner_that_takes_one_event_and_drops_the_generator_leaves_nothing_behind(sim_conn) -> None:
+    """``airflow dags test`` takes the first event and never closes the generator; Python closes
+    it when the loop shuts down. The event must come after the wait has left its shared client,
+    or that close runs inside ``async with`` and logs "aclose(): asynchronous generator is already
+    running" as an error of a run that succeeded."""
+    name = _case(sim_conn, "Delivered")
+    problems: list[dict] = []
+
+    async def take_first_event() -> dict:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, context: problems.append(context))
+        generator = _trigger(name).run()
+        event = await generator.__anext__()
+        return event.payload  # the generator is left for asyncio.run's shutdown to finalise
+
+    payload = asyncio.run(take_first_event())
+    assert payload["status"] == WaitOutcome.SUCCESS.value
+    assert problems == []

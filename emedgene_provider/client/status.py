@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from enum import Enum
 
 PENDING_SEQUENCING = "Pending sequencing"
 UPLOADING = "Uploading"
@@ -118,9 +119,57 @@ def is_delivered(status: str, custom: Iterable[str] = ()) -> bool:
     return has_reached(status, DELIVERED, custom)
 
 
-SUCCESS = "success"
-FAILED = "failed"
-WAITING = "waiting"
+class WaitOutcome(str, Enum):
+    """Where a wait on a case stands, or how it ended: the one vocabulary of the status model
+    (:func:`evaluate`), the trigger's events, the sensor and the operators.
+
+    The value is the string a trigger event carries under ``"status"`` (JSON; the same strings
+    earlier versions wrote, so an event fired by one of them resumes here). A ``str`` subclass, so
+    it serializes and logs as its value; compare members by identity (``is``), since a case status
+    string never is one.
+    """
+
+    #: Not yet: no target reached and no failure (also a status nobody declared: fail closed).
+    WAITING = "waiting"
+    #: A target reached, or a status known to be past one.
+    SUCCESS = "success"
+    #: A failure status (Issue reported, Trash bin, ...; or the wait's own ``failure_statuses``).
+    FAILED = "failed"
+    #: The wait's deadline passed first.
+    TIMEOUT = "timeout"
+    #: A permanent error ended the wait (no connection, 404, refused credentials).
+    ERROR = "error"
+    #: The case no longer exists (a recorded case answering 404): like FAILED, made anew.
+    GONE = "gone"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the wait is over (every outcome but :attr:`WAITING`)."""
+        return self in TERMINAL_OUTCOMES
+
+    @classmethod
+    def parse(cls, value: object) -> WaitOutcome | None:
+        """The outcome a trigger event's ``"status"`` names (a member or its value, in any case, as
+        this and earlier versions wrote it), or None for anything else."""
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            return None
+
+
+#: Outcomes that end a wait.
+TERMINAL_OUTCOMES = frozenset(
+    {WaitOutcome.SUCCESS, WaitOutcome.FAILED, WaitOutcome.TIMEOUT, WaitOutcome.ERROR, WaitOutcome.GONE}
+)
+#: Outcomes an :class:`~emedgene_provider.triggers.emedgene.EmedgeneCaseStatusTrigger` event carries.
+TRIGGER_EVENT_OUTCOMES = frozenset(
+    {WaitOutcome.SUCCESS, WaitOutcome.FAILED, WaitOutcome.TIMEOUT, WaitOutcome.ERROR}
+)
 
 
 def evaluate(
@@ -128,21 +177,22 @@ def evaluate(
     targets: Statuses,
     failures: Statuses | None,
     custom: Iterable[str] = (),
-) -> str:
-    """Where a wait stands: :data:`SUCCESS` (a target reached or known to be passed),
-    :data:`FAILED` (a failure status, checked first so a failed case never counts as done) or
-    :data:`WAITING` (not yet; also for a status nobody declared - see :func:`is_unrecognised`).
+) -> WaitOutcome:
+    """Where a wait stands: :attr:`WaitOutcome.SUCCESS` (a target reached or known to be passed),
+    :attr:`WaitOutcome.FAILED` (a failure status, checked first so a failed case never counts as
+    done) or :attr:`WaitOutcome.WAITING` (not yet; also for a status nobody declared - see
+    :func:`is_unrecognised`).
 
     ``failures`` None means :data:`FAILURE_STATUSES`; ``custom`` are the lab's declared custom
     statuses. Sensor, operators and trigger all decide here.
     """
     failure_set = {normalise(s) for s in (FAILURE_STATUSES if failures is None else failures)}
     if normalise(status) in failure_set:
-        return FAILED
+        return WaitOutcome.FAILED
     custom = tuple(custom)
     if any(has_reached(status, target, custom) for target in targets):
-        return SUCCESS
-    return WAITING
+        return WaitOutcome.SUCCESS
+    return WaitOutcome.WAITING
 
 
 def is_unrecognised(status: str, custom: Iterable[str] = ()) -> bool:

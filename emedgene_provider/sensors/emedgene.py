@@ -1,4 +1,5 @@
-"""EmedgeneCaseStatusSensor: wait until a case reaches a status, in poke, reschedule or deferrable mode."""
+"""EmedgeneCaseStatusSensor: wait until a case reaches a status, in poke, reschedule or deferrable
+mode, and return the status it ended on (its XCom ``return_value``) in every mode."""
 
 from __future__ import annotations
 
@@ -12,14 +13,15 @@ from airflow.providers.common.compat.sdk import (
     AirflowSensorTimeout,
     AirflowSkipException,
     BaseSensorOperator,
+    PokeReturnValue,
     conf,
 )
 
 from emedgene_provider.client.polling import PollSchedule
-from emedgene_provider.client.status import UnrecognisedStatusNotice
+from emedgene_provider.client.status import UnrecognisedStatusNotice, WaitOutcome
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.links.emedgene import XCOM_CASE_URL, EmedgeneCaseLink
-from emedgene_provider.triggers.emedgene import EVENT_TIMEOUT, EmedgeneCaseStatusTrigger
+from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger
 from emedgene_provider.waiting import DEFAULT_TARGETS, check_case, resume, status_list
 
 
@@ -32,6 +34,11 @@ class EmedgeneCaseStatusSensor(BaseSensorOperator):
     says how to declare it. A failure status fails the task at once with
     the case and status in the message (skips it with ``soft_fail``); it never waits out its timeout
     on a failed case. Stateless between pokes, so reschedule mode works.
+
+    Returns the case status the wait ended on, as the server wrote it (``"Delivered"``,
+    ``"Finalized"``, a custom status...), in every mode: poke, reschedule and deferrable (also when
+    a deferrable sensor finds the case already there and does not defer). It is the task's XCom
+    ``return_value``, so a downstream task reads it as ``sensor.output``.
 
     :param case_name: the case to watch (templated).
     :param target_statuses: statuses that end the wait (templated). Default ``("Delivered",)``.
@@ -83,26 +90,26 @@ class EmedgeneCaseStatusSensor(BaseSensorOperator):
     def _failures(self) -> list[str] | None:
         return status_list(self.failure_statuses)
 
-    def poke(self, context: Any) -> bool:
-        return (
-            check_case(
-                self.hook,
-                self.case_name,
-                self._targets(),
-                self._failures(),
-                soft_fail=self.soft_fail,
-                notice=self._notice,
-            )
-            is not None
+    def poke(self, context: Any) -> PokeReturnValue | bool:
+        """Done, with the status it ended on as the XCom value, or False (not yet)."""
+        status = check_case(
+            self.hook,
+            self.case_name,
+            self._targets(),
+            self._failures(),
+            soft_fail=self.soft_fail,
+            notice=self._notice,
         )
+        return False if status is None else PokeReturnValue(is_done=True, xcom_value=status)
 
     def execute(self, context: Any) -> Any:
         self._notice = UnrecognisedStatusNotice()  # an unknown status is warned about once per execution
         context["ti"].xcom_push(key=XCOM_CASE_URL, value=self.hook.config.case_url(self.case_name))
         if not self.deferrable:
             return super().execute(context)
-        if self.poke(context):  # already there: no deferral, no triggerer round trip
-            return None
+        done = self.poke(context)
+        if isinstance(done, PokeReturnValue) and done:  # already there: no deferral, no triggerer round trip
+            return done.xcom_value
         self.defer(
             trigger=EmedgeneCaseStatusTrigger(
                 case_name=self.case_name,
@@ -118,7 +125,7 @@ class EmedgeneCaseStatusSensor(BaseSensorOperator):
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
-        if event and event.get("status") == EVENT_TIMEOUT:
+        if event and WaitOutcome.parse(event.get("status")) is WaitOutcome.TIMEOUT:
             if self.soft_fail:
                 raise AirflowSkipException(str(event.get("message")))
             raise AirflowSensorTimeout(str(event.get("message")))

@@ -31,20 +31,20 @@ from emedgene_provider.client.reconcile import (
     describe_lookup,
     verdict,
 )
+from emedgene_provider.client.status import WaitOutcome
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 
 if TYPE_CHECKING:  # aiohttp is imported in the triggerer, when a wait starts, not in every DAG parse
     from emedgene_provider.client.aio import AsyncEmedgeneClient
 
-#: Event ``status`` values; operators and the sensor resume on these.
-EVENT_SUCCESS = "success"
-EVENT_FAILED = "failed"
-EVENT_TIMEOUT = "timeout"
-EVENT_ERROR = "error"
-
 
 class EmedgeneCaseStatusTrigger(BaseTrigger):
     """Poll a case until a target status, a failure status, the deadline, or a permanent error.
+
+    Yields one event, ``{"status", "case_name", "case_status", "message"}``, whose ``status`` is the
+    value of a :class:`~emedgene_provider.client.status.WaitOutcome` (``"success"``, ``"failed"``,
+    ``"timeout"`` or ``"error"``: :data:`~emedgene_provider.client.status.TRIGGER_EVENT_OUTCOMES`),
+    a plain string so the event stays JSON; read it back with :meth:`WaitOutcome.parse`.
 
     :param case_name: the case (``EMG`` + 9 digits).
     :param emedgene_conn_id: the Emedgene connection.
@@ -96,9 +96,14 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
             },
         )
 
-    def _event(self, status: str, message: str, case_status: str | None = None) -> TriggerEvent:
+    def _event(self, outcome: WaitOutcome, message: str, case_status: str | None = None) -> TriggerEvent:
         return TriggerEvent(
-            {"status": status, "case_name": self.case_name, "case_status": case_status, "message": message}
+            {
+                "status": outcome.value,
+                "case_name": self.case_name,
+                "case_status": case_status,
+                "message": message,
+            }
         )
 
     def _client(self) -> AbstractAsyncContextManager[AsyncEmedgeneClient]:
@@ -107,12 +112,20 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
         return EmedgeneHook(self.emedgene_conn_id).async_client()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        # One event, yielded once the wait has left its shared client: a runner that takes the
+        # first event and drops the generator (``airflow dags test``) must not find it inside an
+        # ``async with`` (Python then closes it at exit: "aclose(): asynchronous generator is
+        # already running").
+        yield await self._wait()
+
+    async def _wait(self) -> TriggerEvent:
         async with AsyncExitStack() as stack:
             try:
                 client = await stack.enter_async_context(self._client())
             except Exception as exc:
-                yield self._event(EVENT_ERROR, f"Emedgene case {self.case_name}: cannot connect: {exc}")
-                return
+                return self._event(
+                    WaitOutcome.ERROR, f"Emedgene case {self.case_name}: cannot connect: {exc}"
+                )
             case_status: str | None = None
             custom = client.config.custom_statuses
             notice = lifecycle.UnrecognisedStatusNotice()  # warns once per run, not at every poll
@@ -125,24 +138,21 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
                     # fail a wait of days, so log and try again after the interval.
                     self.log.warning("Emedgene case %s: %s; still waiting", self.case_name, exc)
                 except EmedgeneError as exc:
-                    yield self._event(EVENT_ERROR, str(exc), case_status)
-                    return
+                    return self._event(WaitOutcome.ERROR, str(exc), case_status)
                 else:
                     outcome = lifecycle.evaluate(
                         case_status, self.target_statuses, self.failure_statuses, custom
                     )
-                    if outcome == lifecycle.SUCCESS:
-                        yield self._event(
-                            EVENT_SUCCESS, f"Emedgene case {self.case_name} is {case_status!r}", case_status
+                    if outcome is WaitOutcome.SUCCESS:
+                        return self._event(
+                            outcome, f"Emedgene case {self.case_name} is {case_status!r}", case_status
                         )
-                        return
-                    if outcome == lifecycle.FAILED:
-                        yield self._event(
-                            EVENT_FAILED,
+                    if outcome is WaitOutcome.FAILED:
+                        return self._event(
+                            outcome,
                             f"Emedgene case {self.case_name} is in failure status {case_status!r}",
                             case_status,
                         )
-                        return
                     # A status once at INFO, then at DEBUG: 5,000 waits logging every poll is a
                     # triggerer's CPU and its log store's space, for lines that say nothing new.
                     log_at = logging.INFO if case_status != reported else logging.DEBUG
@@ -153,18 +163,18 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
                         self.log.warning("%s", warning)
                 remaining = self.end_time - time.time()
                 if remaining <= 0:
-                    yield self._event(
-                        EVENT_TIMEOUT,
+                    return self._event(
+                        WaitOutcome.TIMEOUT,
                         f"Emedgene case {self.case_name}: timed out waiting for "
                         f"{' or '.join(self.target_statuses)}; last status {case_status!r}",
                         case_status,
                     )
-                    return
                 wait = self._schedule.next_wait(case_status, self.target_statuses, custom)
                 await asyncio.sleep(min(wait, remaining))
 
 
-#: Event ``status`` values of :class:`EmedgeneCreateReconcileTrigger`.
+#: Event ``status`` values of :class:`EmedgeneCreateReconcileTrigger` (a look-up, not a wait on a
+#: case's status: its own two answers, and ``WaitOutcome.ERROR``'s value for a permanent error).
 EVENT_FOUND = "found"
 EVENT_ABSENT = "absent"
 #: How long past its window a reconcile wait keeps trying through a tenant outage, at least.
@@ -239,6 +249,13 @@ class EmedgeneCreateReconcileTrigger(BaseTrigger):
         return EmedgeneHook(self.emedgene_conn_id).async_client()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        # One event, yielded once the wait has left its shared client: a runner that takes the
+        # first event and drops the generator (``airflow dags test``) must not find it inside an
+        # ``async with`` (Python then closes it at exit: "aclose(): asynchronous generator is
+        # already running").
+        yield await self._wait()
+
+    async def _wait(self) -> TriggerEvent:
         key = self.idempotency_key
         record = CreateRecord(key, unclear_at=self.window_start, assumed=self.assumed)
         window = Window(self.window_start, self.window)
@@ -247,10 +264,10 @@ class EmedgeneCreateReconcileTrigger(BaseTrigger):
             try:
                 client = await stack.enter_async_context(self._client())
             except Exception as exc:
-                yield self._event(
-                    EVENT_ERROR, f"Emedgene create (idempotency key {key!r}): cannot connect: {exc}"
+                return self._event(
+                    WaitOutcome.ERROR.value,
+                    f"Emedgene create (idempotency key {key!r}): cannot connect: {exc}",
                 )
-                return
             while True:
                 try:
                     found = await client.newest_case_with_idempotency_key(
@@ -260,44 +277,39 @@ class EmedgeneCreateReconcileTrigger(BaseTrigger):
                     if time.time() > window.end + max(window.length, OUTAGE_GRACE):
                         # Not absence (nothing proves the key is missing), and not for ever either:
                         # fail the try; a retry finds the record unclear and waits again.
-                        yield self._event(
-                            EVENT_ERROR,
+                        return self._event(
+                            WaitOutcome.ERROR.value,
                             f"Emedgene create (idempotency key {key!r}): the tenant stayed unavailable "
                             f"past the end of the {window.length:g} s reconcile window ({exc}); the case "
                             "was not created again",
                         )
-                        return
                     self.log.warning("Emedgene look-up of idempotency key %r: %s; trying again", key, exc)
                     await client.sleep(min(LOOKUP_MAX_WAIT, max(LOOKUP_FIRST_WAIT, window.length / 20)))
                     continue
                 except EmedgeneError as exc:
-                    yield self._event(EVENT_ERROR, str(exc))
-                    return
+                    return self._event(WaitOutcome.ERROR.value, str(exc))
                 decision = verdict(found, record, self.failure_statuses)
                 now = time.time()
                 self.log.info("Emedgene create: %s", describe_lookup(key, window, found, decision, now))
                 if decision == ADOPT:
-                    yield self._event(
+                    return self._event(
                         EVENT_FOUND,
                         f"Emedgene case {found and found['name']} has idempotency key {key!r}",
                         found,
                     )
-                    return
                 if decision == CREATE_ANEW:
-                    yield self._event(
+                    return self._event(
                         EVENT_ABSENT,
                         f"Emedgene case {found and found['name']} from an earlier try (idempotency key "
                         f"{key!r}) is in failure status {found and found.get('status')!r}",
                         found,
                     )
-                    return
                 pause = window.next_wait(now)
                 if pause is None:
-                    yield self._event(
+                    return self._event(
                         EVENT_ABSENT,
                         f"No live Emedgene case with idempotency key {key!r} appeared within the "
                         f"{window.length:g} s reconcile window",
                         found,
                     )
-                    return
                 await client.sleep(pause)
