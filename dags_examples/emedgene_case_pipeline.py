@@ -53,6 +53,7 @@ with DAG(
     create_case = EmedgeneCreateCaseOperator(
         task_id="create_case",
         case="cases/trio-exome-vcf.json",
+        wait_for_completion=False,  # returns once the case exists: wait_for_delivery waits
         emedgene_conn_id=CONN_ID,
     )
 

@@ -53,9 +53,11 @@ with DAG(
         emedgene_conn_id=CONN_ID,
     )
 
-    created = EmedgeneCreateCaseOperator.partial(task_id="create_case", emedgene_conn_id=CONN_ID).expand(
-        case=cases
-    )
+    created = EmedgeneCreateCaseOperator.partial(
+        task_id="create_case",
+        wait_for_completion=False,  # returns once the case exists: wait_for_delivery waits
+        emedgene_conn_id=CONN_ID,
+    ).expand(case=cases)
 
     delivered = EmedgeneCaseStatusSensor.partial(
         task_id="wait_for_delivery",

@@ -32,7 +32,7 @@ from emedgene_provider.client.builder import (
     Problem,
     SampleFile,
 )
-from emedgene_provider.client.payload import IDEMPOTENCY_FIELD
+from emedgene_provider.client.payload import FAMILY_ID_KEY, IDEMPOTENCY_FIELD
 
 __all__ = [
     "FAMILY_ID_KEY",
@@ -46,9 +46,6 @@ __all__ = [
 
 #: At most this many cases (distinct Family Ids) per file [doc][cli].
 MAX_CASES = 50
-#: Where each case carries its Family Id, in ``test_data.extra_data`` [assumed], so that a lab can
-#: map families to the case names the server gives them.
-FAMILY_ID_KEY = "family_id"
 #: A manifest of 50 cases is a few tens of kB; anything past this is not one.
 MAX_BYTES = 16 * 1024 * 1024
 

@@ -227,7 +227,8 @@ def test_a_written_file_is_recorded_through_the_alias(sim_conn, operator, alias,
     task.render_template_fields(context)
     result = task.execute(context)
     path = f"file://{tmp_path}/{name}.json"
-    assert result == {"path": path, "count": result["count"]}
+    assert result == {"case_name": name, "count": result["count"], "path": path, "records": None}
+    # The result and the event's extra agree on what they share.
     assert _alias_events(events, alias) == [
         (alias, path, {"case_name": name, "path": path, "count": result["count"], "kind": kind})
     ]
@@ -264,7 +265,9 @@ def test_nothing_is_recorded_for_a_result_returned_through_xcom(sim_conn) -> Non
     events = OutletEventAccessors()
     with _dag():
         task = EmedgeneExportCaseOperator(task_id="export", case_name=name)
-    assert isinstance(task.execute(make_context(outlet_events=events)), list)
+    result = task.execute(make_context(outlet_events=events))
+    assert result["path"] is None
+    assert isinstance(result["records"], list)
     assert list(events) == []
 
 

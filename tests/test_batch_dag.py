@@ -219,7 +219,7 @@ def test_the_simulator_refuses_what_the_client_only_warns_about(sim_conn) -> Non
 def test_create_logs_warnings_and_sends_the_case_as_given(sim_conn, task_log) -> None:
     case = valid_case()
     case["test_data"]["type"] = "Oncology Panel"  # the simulator, as a tenant, does not know it
-    op = EmedgeneCreateCaseOperator(task_id="create", case=case)
+    op = EmedgeneCreateCaseOperator(task_id="create", case=case, wait_for_completion=False)
     with pytest.raises(Exception, match="'Oncology Panel' is not a known case type") as raised:
         op.execute(make_context(FakeTI()))
     assert not isinstance(raised.value, AirflowFailException)  # the server refused it, not us
@@ -233,11 +233,15 @@ def test_create_logs_warnings_and_sends_the_case_as_given(sim_conn, task_log) ->
 def test_validate_locally_false_sends_a_case_with_problems(sim_conn) -> None:
     case = valid_case()
     case["test_data"]["patients"]["proband"]["phenotypes"] = [{"id": "HP:0001250"}]
-    checked = EmedgeneCreateCaseOperator(task_id="checked", case=copy.deepcopy(case))
+    checked = EmedgeneCreateCaseOperator(
+        task_id="checked", case=copy.deepcopy(case), wait_for_completion=False
+    )
     with pytest.raises(AirflowFailException, match="nothing was sent"):
         checked.execute(make_context(FakeTI()))
     assert creates(sim_conn) == 0
-    unchecked = EmedgeneCreateCaseOperator(task_id="unchecked", case=case, validate_locally=False)
+    unchecked = EmedgeneCreateCaseOperator(
+        task_id="unchecked", case=case, validate_locally=False, wait_for_completion=False
+    )
     with pytest.raises(Exception, match=r"phenotypes\[0\] must be") as raised:
         unchecked.execute(make_context(FakeTI()))
     assert not isinstance(raised.value, AirflowFailException)

@@ -52,7 +52,7 @@ def sim(emedgene_simulator_factory, monkeypatch):
 
 
 def _context(try_number: int = 1, store: Any = None, run_id: str = "run1") -> dict[str, Any]:
-    ti = chaos.FakeTI("dag", run_id, "create_case", try_number=try_number)
+    ti = chaos.FakeTI(try_number, dag_id="dag", run_id=run_id, task_id="create_case")
     return {
         "ti": ti,
         "task_state_store": chaos.TaskStateStore() if store is None else store,
@@ -112,7 +112,7 @@ class TestLostCreate:
 
     def test_operator_survives_a_lost_create(self, sim) -> None:
         sim.inject("lost_create")
-        op = EmedgeneCreateCaseOperator(task_id="create_case", case=CASE)
+        op = EmedgeneCreateCaseOperator(task_id="create_case", case=CASE, wait_for_completion=False)
         name = op.execute(_context())
         assert sim.counters()["cases_created"] == 1
         assert name in [c["name"] for c in EmedgeneHook().iter_cases()]
@@ -121,25 +121,37 @@ class TestLostCreate:
 class TestRetriedTask:
     def test_retry_reattaches_to_the_case_of_the_earlier_try(self, sim) -> None:
         store = chaos.TaskStateStore()
-        first = EmedgeneCreateCaseOperator(task_id="create_case", case=CASE).execute(_context(1, store))
+        first = EmedgeneCreateCaseOperator(
+            task_id="create_case", case=CASE, wait_for_completion=False
+        ).execute(_context(1, store))
         posts = _creates(sim)
-        again = EmedgeneCreateCaseOperator(task_id="create_case", case=CASE).execute(_context(2, store))
+        again = EmedgeneCreateCaseOperator(
+            task_id="create_case", case=CASE, wait_for_completion=False
+        ).execute(_context(2, store))
         assert again == first
         assert _creates(sim) == posts  # no second POST
         assert sim.counters()["cases_created"] == 1
 
     def test_retry_without_durable_state_finds_the_case_by_its_key(self, sim, task_log) -> None:
         """Airflow 2.11 (and a worker that died before the state was written) has no stored name."""
-        first = EmedgeneCreateCaseOperator(task_id="create_case", case=CASE).execute(_context(1))
-        again = EmedgeneCreateCaseOperator(task_id="create_case", case=CASE).execute(_context(2))
+        first = EmedgeneCreateCaseOperator(
+            task_id="create_case", case=CASE, wait_for_completion=False
+        ).execute(_context(1))
+        again = EmedgeneCreateCaseOperator(
+            task_id="create_case", case=CASE, wait_for_completion=False
+        ).execute(_context(2))
         assert again == first
         assert sim.counters()["cases_created"] == 1
         assert f"Reattaching to Emedgene case {first}" in task_log()
 
     def test_retry_creates_anew_when_the_earlier_case_failed_and_says_so(self, sim, task_log) -> None:
-        first = EmedgeneCreateCaseOperator(task_id="create_case", case=CASE).execute(_context(1))
+        first = EmedgeneCreateCaseOperator(
+            task_id="create_case", case=CASE, wait_for_completion=False
+        ).execute(_context(1))
         sim.set_status(first, "Issue reported")
-        again = EmedgeneCreateCaseOperator(task_id="create_case", case=CASE).execute(_context(2))
+        again = EmedgeneCreateCaseOperator(
+            task_id="create_case", case=CASE, wait_for_completion=False
+        ).execute(_context(2))
         assert again != first
         assert sim.counters()["cases_created"] == 2
         assert f"{first} from an earlier try is in failure status 'Issue reported'" in task_log()
@@ -168,8 +180,12 @@ class TestRetriedTask:
         assert f"{first} from an earlier try is in failure status 'On hold'" in task_log()
 
     def test_another_run_never_reattaches_to_this_runs_case(self, sim) -> None:
-        first = EmedgeneCreateCaseOperator(task_id="create_case", case=CASE).execute(_context(1, run_id="a"))
-        other = EmedgeneCreateCaseOperator(task_id="create_case", case=CASE).execute(_context(2, run_id="b"))
+        first = EmedgeneCreateCaseOperator(
+            task_id="create_case", case=CASE, wait_for_completion=False
+        ).execute(_context(1, run_id="a"))
+        other = EmedgeneCreateCaseOperator(
+            task_id="create_case", case=CASE, wait_for_completion=False
+        ).execute(_context(2, run_id="b"))
         assert other != first
         assert sim.counters()["cases_created"] == 2
 
@@ -179,7 +195,9 @@ class TestRetriedTask:
         assert default_idempotency_key(ctx) == "airflow:dag:scheduled__2026-11-29:create_case:3"
 
     def test_explicit_key_is_stamped_into_extra_data(self, sim) -> None:
-        op = EmedgeneCreateCaseOperator(task_id="create_case", case=CASE, idempotency_key="LIMS-42")
+        op = EmedgeneCreateCaseOperator(
+            task_id="create_case", case=CASE, idempotency_key="LIMS-42", wait_for_completion=False
+        )
         name = op.execute(_context())
         extra = EmedgeneHook().get_case(name, ["extra_data"])["extra_data"]
         assert extra[IDEMPOTENCY_FIELD] == "LIMS-42"
@@ -253,7 +271,9 @@ class TestPermanentErrorsFailOnce:
         assert not list(tmp_path.iterdir())
 
     def test_invalid_payload_fails_before_any_request(self, sim) -> None:
-        op = EmedgeneCreateCaseOperator(task_id="create_case", case={"test_data": {"type": "Genome"}})
+        op = EmedgeneCreateCaseOperator(
+            task_id="create_case", case={"test_data": {"type": "Genome"}}, wait_for_completion=False
+        )
         with pytest.raises(AirflowFailException, match="problem"):
             op.execute(_context())
         assert sum(sim.counters()["requests"].values()) == 0

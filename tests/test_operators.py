@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import re
 import time
@@ -13,6 +15,7 @@ from airflow.providers.common.compat.sdk import (
     DAG,
     AirflowException,
     AirflowFailException,
+    BaseOperator,
     TaskDeferred,
 )
 from airflow_fixtures import (
@@ -31,7 +34,7 @@ from emedgene_provider import waiting
 from emedgene_provider.client import sync as client_sync
 from emedgene_provider.client.errors import EmedgeneInvalidRequestError
 from emedgene_provider.hooks.emedgene import EmedgeneHook
-from emedgene_provider.links.emedgene import XCOM_CASE_URL, EmedgeneCaseLink
+from emedgene_provider.links.emedgene import XCOM_CASE_NAME, XCOM_CASE_URL, EmedgeneCaseLink
 from emedgene_provider.operators.emedgene import (
     EmedgeneCreateCaseOperator,
     EmedgeneExportCaseOperator,
@@ -51,11 +54,9 @@ def _dag(**kwargs: object) -> DAG:
 
 
 def _assert_announced(ti: FakeTI, sim, name: str) -> None:
-    """URL first, then the name as return value; the operator may push them again, never others."""
-    assert ti.pushed[:2] == [(XCOM_CASE_URL, f"{sim.url}/case/{name}"), ("return_value", name)]
-    assert ti.pushed_keys() == [XCOM_CASE_URL, "return_value"]
-    assert ti.values(XCOM_CASE_URL) == {f"{sim.url}/case/{name}"}
-    assert ti.values("return_value") == {name}
+    """The name, then the URL, each pushed once; never a hand-pushed ``return_value`` (Airflow
+    pushes what ``execute`` returns, at success only)."""
+    assert ti.pushed == [(XCOM_CASE_NAME, name), (XCOM_CASE_URL, f"{sim.url}/case/{name}")]
 
 
 def _extra_data(name: str) -> dict:
@@ -73,24 +74,92 @@ def _delivered_case(sim) -> str:
 # -- template fields and links --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("operator", "expected"),
-    [
-        (
-            EmedgeneCreateCaseOperator,
-            {"case", "emedgene_conn_id", "target_statuses", "failure_statuses", "idempotency_key"},
-        ),
-        (EmedgeneGetCaseOperator, {"case_name", "test_fields", "emedgene_conn_id"}),
-        (EmedgeneGetCandidatesOperator, {"case_name", "output_path", "emedgene_conn_id"}),
-        (EmedgeneExportCaseOperator, {"case_name", "output_path", "emedgene_conn_id"}),
-        (
-            EmedgeneCaseStatusSensor,
-            {"case_name", "target_statuses", "failure_statuses", "emedgene_conn_id"},
-        ),
-    ],
-)
-def test_template_fields_cover_every_user_facing_argument(operator, expected) -> None:
-    assert set(operator.template_fields) == expected
+#: The user-facing arguments that are deliberately *not* templated, and why. Every other argument
+#: of every operator and sensor of the provider is (a string, a list, a dict: what a DAG takes
+#: from ``params``, a macro or an upstream task's XCom).
+NOT_TEMPLATED = {
+    # Booleans: a template renders to a string, and "False" is true; each also shapes the task.
+    "wait_for_completion": "a boolean; it decides whether the task waits at all",
+    "deferrable": "a boolean; whether the wait runs in the triggerer",
+    "durable": "a boolean of Airflow's ResumableJobMixin, read before execute",
+    "validate_locally": "a boolean",
+    "validate_on_server": "a boolean",
+    "skip_if_missing": "a boolean",
+    # Numbers: checked when the DAG file is parsed, so a mistake fails the parse, not the run;
+    # a template would only be a string at run time.
+    "poll_interval": "a number, checked at parse time (PollSchedule)",
+    "max_poll_interval": "a number, checked at parse time (PollSchedule)",
+    "timeout": "a number; also the deferral's timeout",
+    "max_xcom_bytes": "a number",
+    # Read by the scheduler from the parsed DAG, before any template is rendered.
+    "asset_alias": "declared in the task's outlets when the DAG is parsed",
+}
+
+
+def _provider_operators() -> list[type]:
+    """Every public operator and sensor class the provider's modules define (a new one is
+    covered without editing this test)."""
+    found: list[type] = []
+    for entry in ("operators", "sensors"):
+        for group in emedgene_provider.get_provider_info()[entry]:
+            for module_name in group["python-modules"]:
+                module = importlib.import_module(module_name)
+                for name, value in vars(module).items():
+                    if (
+                        isinstance(value, type)
+                        and issubclass(value, BaseOperator)
+                        and value.__module__ == module_name
+                        and not name.startswith("_")
+                    ):
+                        found.append(value)
+    return found
+
+
+def _user_facing_arguments(operator: type) -> set[str]:
+    """The keyword arguments of the operator's ``__init__`` and of each class it inherits one from,
+    down to (not including) Airflow's ``BaseOperator``/``BaseSensorOperator``, whose own arguments
+    (``retries``, ``poke_interval``, ...) are Airflow's business."""
+    names: set[str] = set()
+    for klass in operator.__mro__:
+        if klass is object or (klass.__module__.startswith("airflow.") and issubclass(klass, BaseOperator)):
+            break
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for param in inspect.signature(inspect.unwrap(init)).parameters.values():
+            if param.kind is inspect.Parameter.KEYWORD_ONLY or (
+                param.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and param.name != "self"
+            ):
+                names.add(param.name)
+    return names
+
+
+def test_every_provider_operator_is_checked() -> None:
+    names = {operator.__name__ for operator in _provider_operators()}
+    assert {
+        "EmedgeneCreateCaseOperator",
+        "EmedgeneGetCaseOperator",
+        "EmedgeneGetCandidatesOperator",
+        "EmedgeneExportCaseOperator",
+        "EmedgeneCaseStatusSensor",
+        "EmedgeneBatchCsvOperator",
+        "EmedgeneBatchSummaryOperator",
+    } <= names
+
+
+@pytest.mark.parametrize("operator", _provider_operators(), ids=lambda op: op.__name__)
+def test_template_fields_cover_every_user_facing_argument(operator) -> None:
+    """Derived from the signature: a new argument is templated, or listed in NOT_TEMPLATED with
+    its reason."""
+    arguments = _user_facing_arguments(operator)
+    assert "emedgene_conn_id" in arguments
+    assert set(operator.template_fields) == arguments - set(NOT_TEMPLATED)
+
+
+def test_every_exception_to_templating_is_a_real_argument() -> None:
+    """No stale entry: each exception is an argument of some operator (and so still needs its reason)."""
+    every = set().union(*(_user_facing_arguments(op) for op in _provider_operators()))
+    assert set(NOT_TEMPLATED) <= every
 
 
 def test_create_case_templates_json_files() -> None:
@@ -125,7 +194,7 @@ def test_provider_info_lists_the_extra_link() -> None:
 
 def test_create_from_dict_returns_name_and_pushes_url_first(sim_conn) -> None:
     ti = FakeTI()
-    op = EmedgeneCreateCaseOperator(task_id="create", case=valid_case())
+    op = EmedgeneCreateCaseOperator(task_id="create", case=valid_case(), wait_for_completion=False)
     name = op.execute(make_context(ti))
     assert re.fullmatch(CASE_NAME_PATTERN, name)
     _assert_announced(ti, sim_conn, name)
@@ -137,7 +206,7 @@ def test_create_from_dict_returns_name_and_pushes_url_first(sim_conn) -> None:
 def test_create_dict_is_jinja_rendered(sim_conn) -> None:
     case = valid_case(airflow_run_id="{{ run_id }}", lims_id="{{ params.lims }}")
     with _dag():
-        op = EmedgeneCreateCaseOperator(task_id="create", case=case)
+        op = EmedgeneCreateCaseOperator(task_id="create", case=case, wait_for_completion=False)
     context = make_context(run_id="manual__dict", params={"lims": "LIMS-42"})
     op.render_template_fields(context)
     name = op.execute(context)
@@ -147,7 +216,7 @@ def test_create_dict_is_jinja_rendered(sim_conn) -> None:
 def test_create_from_json_file_relative_to_search_path_is_rendered(sim_conn, tmp_path: Path) -> None:
     (tmp_path / "trio.json").write_text((CASE_FILES / "trio-exome-vcf.json").read_text())
     with _dag(template_searchpath=[str(tmp_path)]):
-        op = EmedgeneCreateCaseOperator(task_id="create", case="trio.json")
+        op = EmedgeneCreateCaseOperator(task_id="create", case="trio.json", wait_for_completion=False)
     context = make_context(run_id="manual__file")
     op.render_template_fields(context)
     name = op.execute(context)
@@ -160,7 +229,9 @@ def test_create_from_templated_path_reads_and_renders_the_file(sim_conn, tmp_pat
     """``"{{ params.case_file }}"`` only becomes a path when rendered: the operator reads it then."""
     (tmp_path / "trio.json").write_text((CASE_FILES / "trio-exome-vcf.json").read_text())
     with _dag():
-        op = EmedgeneCreateCaseOperator(task_id="create", case="{{ params.case_file }}")
+        op = EmedgeneCreateCaseOperator(
+            task_id="create", case="{{ params.case_file }}", wait_for_completion=False
+        )
     context = make_context(run_id="manual__param", params={"case_file": str(tmp_path / "trio.json")})
     op.render_template_fields(context)
     assert op.case == str(tmp_path / "trio.json")
@@ -171,14 +242,14 @@ def test_create_from_templated_path_reads_and_renders_the_file(sim_conn, tmp_pat
 
 def test_create_from_unreadable_templated_path_fails_before_sending(sim_conn, tmp_path: Path) -> None:
     missing = tmp_path / "nope.json"
-    op = EmedgeneCreateCaseOperator(task_id="create", case=str(missing))
+    op = EmedgeneCreateCaseOperator(task_id="create", case=str(missing), wait_for_completion=False)
     with pytest.raises(AirflowFailException, match=re.escape(f"Emedgene case file {str(missing)!r} cannot")):
         op.execute(make_context())
     assert sim_conn.counters()["requests"] == {}
 
 
 def test_create_from_text_that_is_not_json_fails_before_sending(sim_conn) -> None:
-    op = EmedgeneCreateCaseOperator(task_id="create", case="{not json")
+    op = EmedgeneCreateCaseOperator(task_id="create", case="{not json", wait_for_completion=False)
     with pytest.raises(AirflowFailException, match="is not valid JSON"):
         op.execute(make_context())
     assert sim_conn.counters()["requests"] == {}
@@ -193,7 +264,7 @@ def test_local_validation_lists_every_problem_and_sends_nothing(sim_conn) -> Non
     proband["phenotypes"] = [{"id": "HP:0001250"}]
     case["test_data"]["samples"][0]["sampleFiles"][0]["filename"] = "S-UNIT-1.bam"
     ti = FakeTI()
-    op = EmedgeneCreateCaseOperator(task_id="create", case=case)
+    op = EmedgeneCreateCaseOperator(task_id="create", case=case, wait_for_completion=False)
     with pytest.raises(AirflowFailException) as raised:
         op.execute(make_context(ti))
     message = str(raised.value)
@@ -226,7 +297,7 @@ def test_create_waits_blocking_until_delivered(emedgene_simulator_factory, monke
     connect(monkeypatch, sim)
     ti = FakeTI()
     # The case name is announced before the wait: deliver the case during the first wait.
-    clock.on_sleep(1, lambda: sim.set_status(next(iter(ti.values("return_value"))), "Delivered"))
+    clock.on_sleep(1, lambda: sim.set_status(next(iter(ti.values(XCOM_CASE_NAME))), "Delivered"))
     op = EmedgeneCreateCaseOperator(
         task_id="create", case=valid_case(), wait_for_completion=True, deferrable=False, poll_interval=0.1
     )
@@ -248,7 +319,7 @@ def test_create_blocking_wait_fails_on_issue_reported_after_pushing(sim_conn) ->
     )
     with pytest.raises(EmedgeneCaseFailedError) as raised:
         op.execute(make_context(ti))
-    (name,) = ti.values("return_value")
+    (name,) = ti.values(XCOM_CASE_NAME)
     assert str(raised.value) == f"Emedgene case {name} is in failure status 'Issue reported'"
     _assert_announced(ti, sim_conn, name)
     assert isinstance(raised.value, AirflowFailException)
@@ -291,7 +362,7 @@ def test_create_deferrable_defers_with_the_right_trigger(emedgene_simulator_fact
     with pytest.raises(TaskDeferred) as raised:
         op.execute(make_context(ti))
     after = time.time()
-    (name,) = ti.values("return_value")
+    (name,) = ti.values(XCOM_CASE_NAME)
     _assert_announced(ti, sim, name)
     deferred = raised.value
     assert deferred.method_name == "execute_complete"
@@ -381,6 +452,47 @@ def test_create_execute_complete_returns_the_case_name() -> None:
     assert op.execute_complete(make_context(), event) == "EMG000000002"
 
 
+def test_create_waits_for_delivery_by_default(emedgene_simulator_factory, monkeypatch, clock) -> None:
+    """As dbt Cloud's and Databricks' operators do: ``create >> export`` needs no extra argument."""
+    sim = emedgene_simulator_factory(stage_seconds=600)
+    connect(monkeypatch, sim)
+    ti = FakeTI()
+    clock.on_sleep(1, lambda: sim.set_status(next(iter(ti.values(XCOM_CASE_NAME))), "Delivered"))
+    op = EmedgeneCreateCaseOperator(task_id="create", case=valid_case(), deferrable=False)
+    assert op.wait_for_completion is True
+    name = op.execute(make_context(ti))
+    assert status_gets(sim) == 2  # Uploading, then Delivered: it waited
+    _assert_announced(ti, sim, name)
+
+
+def test_create_reconnecting_to_a_running_case_returns_its_name(
+    emedgene_simulator_factory, monkeypatch, clock
+) -> None:
+    """On a reconnect the mixin returns ``poll_until_complete``'s value, None by its contract: the
+    name returned (the return value) comes from the operator, not from that."""
+    sim = emedgene_simulator_factory(stage_seconds=600)
+    connect(monkeypatch, sim)
+    name = EmedgeneHook().create_case(valid_case())
+    probe = EmedgeneCreateCaseOperator(task_id="probe", case=valid_case())
+    if not probe.durable:
+        pytest.skip("no durable task state before Airflow 3.3: nothing to reconnect from")
+    store = _TaskStateStore({"emedgene_case_name": name})
+    ti = FakeTI(try_number=2)
+    clock.on_sleep(1, lambda: sim.set_status(name, "Delivered"))
+    op = EmedgeneCreateCaseOperator(task_id="create", case=valid_case(), deferrable=False, poll_interval=1)
+    assert op.execute(make_context(ti, task_state_store=store)) == name
+    assert sim.counters()["cases_created"] == 1  # reconnected, not created
+    _assert_announced(ti, sim, name)
+    assert op.poll_until_complete(name, make_context(FakeTI())) is None  # the mixin's contract
+
+
+class _TaskStateStore(dict):
+    """Airflow 3.3's durable task state, as the operator sees it: get and set."""
+
+    def set(self, key: str, value: object) -> None:
+        self[key] = value
+
+
 # -- get case -----------------------------------------------------------------------------------
 
 
@@ -407,25 +519,35 @@ def test_get_case_with_test_fields_returns_only_those(sim_conn) -> None:
 
 
 @pytest.mark.parametrize("operator", [EmedgeneGetCandidatesOperator, EmedgeneExportCaseOperator])
-def test_result_without_output_path_returns_the_list(sim_conn, operator) -> None:
+def test_result_without_output_path_returns_the_records_in_the_one_shape(sim_conn, operator) -> None:
     name = _delivered_case(sim_conn)
     ti = FakeTI()
-    records = operator(task_id="fetch", case_name=name).execute(make_context(ti))
+    result = operator(task_id="fetch", case_name=name).execute(make_context(ti))
+    assert list(result) == ["case_name", "count", "path", "records"]
+    records = result["records"]
     assert isinstance(records, list)
+    assert result == {"case_name": name, "count": len(records), "path": None, "records": records}
     assert 5 <= len(records) <= 40
     assert all(isinstance(r, dict) and "gene" in r for r in records)
+    json.dumps(result)  # an XCom value: JSON all the way down
     assert ti.pushed == [(XCOM_CASE_URL, f"{sim_conn.url}/case/{name}")]
 
 
 @pytest.mark.parametrize("operator", [EmedgeneGetCandidatesOperator, EmedgeneExportCaseOperator])
 def test_result_to_folder_writes_case_named_file(sim_conn, operator, tmp_path: Path) -> None:
     name = _delivered_case(sim_conn)
-    expected = operator(task_id="fetch", case_name=name).execute(make_context())
+    expected = operator(task_id="fetch", case_name=name).execute(make_context())["records"]
     folder = tmp_path / "out" / "nested"
     result = operator(task_id="fetch", case_name=name, output_path=f"file://{folder}/").execute(
         make_context()
     )
-    assert result == {"path": f"file://{folder}/{name}.json", "count": len(expected)}
+    assert list(result) == ["case_name", "count", "path", "records"]  # the same keys as without a path
+    assert result == {
+        "case_name": name,
+        "count": len(expected),
+        "path": f"file://{folder}/{name}.json",
+        "records": None,
+    }
     written = json.loads((folder / f"{name}.json").read_text())
     assert written == expected
 
@@ -438,7 +560,7 @@ def test_result_to_file_path_writes_exactly_there(sim_conn, tmp_path: Path) -> N
     ).execute(make_context())
     written = json.loads(target.read_text())
     assert isinstance(written, list)
-    assert result == {"path": f"file://{target}", "count": len(written)}
+    assert result == {"case_name": name, "count": len(written), "path": f"file://{target}", "records": None}
     assert [p.name for p in tmp_path.iterdir()] == ["export.json"]
 
 
@@ -468,12 +590,16 @@ def test_result_above_max_xcom_bytes_is_refused_with_advice(sim_conn, operator) 
 
 def test_result_at_max_xcom_bytes_is_returned(sim_conn) -> None:
     name = _delivered_case(sim_conn)
-    records = EmedgeneExportCaseOperator(task_id="export", case_name=name).execute(make_context())
+    records = EmedgeneExportCaseOperator(task_id="export", case_name=name).execute(make_context())["records"]
     size = len(json.dumps(records, sort_keys=True).encode())
     exact = EmedgeneExportCaseOperator(task_id="export", case_name=name, max_xcom_bytes=size).execute(
         make_context()
     )
-    assert exact == records
+    assert exact["records"] == records
+    with pytest.raises(AirflowFailException, match=f"max_xcom_bytes={size - 1} allows"):
+        EmedgeneExportCaseOperator(task_id="export", case_name=name, max_xcom_bytes=size - 1).execute(
+            make_context()
+        )
 
 
 def test_candidates_before_delivery_fail_with_the_status(sim_conn) -> None:
@@ -487,7 +613,9 @@ def test_templated_relative_path_is_relative_to_the_dag_folder(sim_conn, tmp_pat
     (tmp_path / "cases").mkdir()
     (tmp_path / "cases" / "trio.json").write_text((CASE_FILES / "trio-exome-vcf.json").read_text())
     with _dag() as dag:
-        op = EmedgeneCreateCaseOperator(task_id="create", case="{{ params.case_file }}")
+        op = EmedgeneCreateCaseOperator(
+            task_id="create", case="{{ params.case_file }}", wait_for_completion=False
+        )
     dag.fileloc = str(tmp_path / "my_dag.py")
     context = make_context(run_id="manual__rel", params={"case_file": "cases/trio.json"})
     op.render_template_fields(context)
@@ -499,7 +627,9 @@ def test_templated_relative_path_is_looked_up_in_template_searchpath(sim_conn, t
     """The ``case`` docstring: a path is "relative to the DAG folder or ``template_searchpath``"."""
     (tmp_path / "trio.json").write_text((CASE_FILES / "trio-exome-vcf.json").read_text())
     with _dag(template_searchpath=[str(tmp_path)]):
-        op = EmedgeneCreateCaseOperator(task_id="create", case="{{ params.case_file }}")
+        op = EmedgeneCreateCaseOperator(
+            task_id="create", case="{{ params.case_file }}", wait_for_completion=False
+        )
     context = make_context(run_id="manual__search", params={"case_file": "trio.json"})
     op.render_template_fields(context)
     name = op.execute(context)
@@ -510,18 +640,26 @@ def test_templated_relative_path_is_looked_up_in_template_searchpath(sim_conn, t
 
 
 def test_a_retry_reattaches_to_the_case_of_an_earlier_try(sim_conn) -> None:
-    first = EmedgeneCreateCaseOperator(task_id="create", case=valid_case()).execute(make_context(FakeTI()))
+    first = EmedgeneCreateCaseOperator(
+        task_id="create", case=valid_case(), wait_for_completion=False
+    ).execute(make_context(FakeTI()))
     ti = FakeTI(try_number=2)
-    again = EmedgeneCreateCaseOperator(task_id="create", case=valid_case()).execute(make_context(ti))
+    again = EmedgeneCreateCaseOperator(
+        task_id="create", case=valid_case(), wait_for_completion=False
+    ).execute(make_context(ti))
     assert again == first
     assert sim_conn.counters()["cases_created"] == 1
     _assert_announced(ti, sim_conn, first)
 
 
 def test_a_retry_creates_anew_when_the_earlier_case_failed(sim_conn) -> None:
-    first = EmedgeneCreateCaseOperator(task_id="create", case=valid_case()).execute(make_context(FakeTI()))
+    first = EmedgeneCreateCaseOperator(
+        task_id="create", case=valid_case(), wait_for_completion=False
+    ).execute(make_context(FakeTI()))
     sim_conn.set_status(first, "Issue reported")
-    again = EmedgeneCreateCaseOperator(task_id="create", case=valid_case()).execute(make_context(FakeTI(2)))
+    again = EmedgeneCreateCaseOperator(
+        task_id="create", case=valid_case(), wait_for_completion=False
+    ).execute(make_context(FakeTI(2)))
     assert again != first
     assert sim_conn.counters()["cases_created"] == 2
     assert _extra_data(again) == {"lims_id": "LIMS-UNIT-1"}  # same key as the failed one
@@ -529,9 +667,11 @@ def test_a_retry_creates_anew_when_the_earlier_case_failed(sim_conn) -> None:
 
 def test_other_task_instances_never_share_a_case(sim_conn, fake_clock: FakeClock) -> None:
     fake_clock.install(client_sync)  # a retry with no durable record waits out a reconcile window
-    first = EmedgeneCreateCaseOperator(task_id="create", case=valid_case()).execute(make_context(FakeTI()))
+    first = EmedgeneCreateCaseOperator(
+        task_id="create", case=valid_case(), wait_for_completion=False
+    ).execute(make_context(FakeTI()))
     other = EmedgeneCreateCaseOperator(
-        task_id="create", case=valid_case(), idempotency_key="lab:{{ run_id }}"
+        task_id="create", case=valid_case(), idempotency_key="lab:{{ run_id }}", wait_for_completion=False
     )
     context = make_context(FakeTI(try_number=2), run_id="manual__other")
     other.render_template_fields(context)

@@ -330,7 +330,7 @@ def test_create_operator_passes_max_poll_interval_to_the_blocking_wait(
     connect(monkeypatch, sim)
     fake_clock.install(waiting)
     ti = FakeTI()
-    fake_clock.on_sleep(2, lambda: sim.set_status(next(iter(ti.values("return_value"))), "Delivered"))
+    fake_clock.on_sleep(2, lambda: sim.set_status(next(iter(ti.values("emedgene_case_name"))), "Delivered"))
     op = EmedgeneCreateCaseOperator(
         task_id="create",
         case=valid_case(),
@@ -349,7 +349,7 @@ def test_create_operator_refuses_a_bad_interval_when_waiting() -> None:
             task_id="c", case=valid_case(), wait_for_completion=True, poll_interval=60, max_poll_interval=5
         )
     # Not waiting: the interval is not used, so not checked.
-    EmedgeneCreateCaseOperator(task_id="d", case=valid_case(), poll_interval=0)
+    EmedgeneCreateCaseOperator(task_id="d", case=valid_case(), wait_for_completion=False, poll_interval=0)
 
 
 def test_sensor_passes_max_poll_interval_to_its_trigger(sim_conn) -> None:

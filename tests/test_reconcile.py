@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
+from airflow_fixtures import FakeTI
 
 from emedgene_provider.client import errors
 from emedgene_provider.client.reconcile import (
@@ -54,16 +55,8 @@ class TaskStateStore(dict):  # type: ignore[type-arg]
         self[key] = json.loads(json.dumps(value))  # only JSON survives a real store
 
 
-class FakeTI(SimpleNamespace):
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
-
-
 def _context(try_number: int = 1, store: Any = "new") -> dict[str, Any]:
-    ti = FakeTI(
-        dag_id="dag", run_id="run1", task_id="create_case", map_index=-1, try_number=try_number, xcoms={}
-    )
-    ti.stats_tags = {}
+    ti = FakeTI(try_number, dag_id="dag", run_id="run1", task_id="create_case")
     context: dict[str, Any] = {"ti": ti, "dag_run": SimpleNamespace(start_date=datetime.now(timezone.utc))}
     if store is not None:
         context["task_state_store"] = TaskStateStore() if store == "new" else store
@@ -210,6 +203,7 @@ class TestHookCreateOnce:
 
 def _operator(**kwargs: Any) -> EmedgeneCreateCaseOperator:
     kwargs.setdefault("deferrable", False)
+    kwargs.setdefault("wait_for_completion", False)
     return EmedgeneCreateCaseOperator(task_id="create_case", case=CASE, **kwargs)
 
 

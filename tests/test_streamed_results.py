@@ -316,9 +316,15 @@ def test_the_written_file_equals_the_in_memory_result(
     result = operator(task_id="fetch", case_name=name, output_path=f"file://{tmp_path}/").execute(
         make_context()
     )
-    assert result == {"path": f"file://{tmp_path}/{name}.json", "count": 3000}
+    assert result == {
+        "case_name": name,
+        "path": f"file://{tmp_path}/{name}.json",
+        "count": 3000,
+        "records": None,
+    }
+    assert expected["path"] is None and expected["count"] == 3000  # the same shape, records in XCom
     written = (tmp_path / f"{name}.json").read_bytes()
-    assert json.loads(written) == expected
+    assert json.loads(written) == expected["records"]
     assert written.startswith(b"[{")  # the server's array, as sent (its key order, not sorted)
     assert _only(tmp_path) == [f"{name}.json"]  # no .partial left behind
 
@@ -333,7 +339,7 @@ def test_the_log_line_and_result_stay(
             task_id="export", case_name=name, output_path=f"file://{target}"
         ).execute(make_context())
     count = len(json.loads(target.read_text()))
-    assert result == {"path": f"file://{target}", "count": count}
+    assert result == {"case_name": name, "path": f"file://{target}", "count": count, "records": None}
     logged = caplog.text + capsys.readouterr().out  # Airflow 3's task logger writes to stdout
     assert f"Wrote {count} exported variants of case {name} to file://{target}" in logged
 

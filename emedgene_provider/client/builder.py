@@ -4,7 +4,7 @@ A :class:`Case` holds typed values (a case type, family :class:`Member` s with t
 :class:`SampleFile` s, notes, labels, ...). :meth:`Case.problems` lists **every** problem at
 once, so a lab fixes its data in one round; :meth:`Case.to_json` builds the JSON in the shape
 Illumina's batch case creator sends (``batchCasesCreator.js`` 36.0.0, read and run against a stub
-for ``../shared/design/batch-csv.md``, "Rows -> one case JSON").
+for the format notes summarised in ``docs/batch-csv.md``).
 
 Only what is certainly wrong is a problem: a missing proband, two mothers, an HPO id that is not
 one, more than 100 phenotypes, notes over 4000 characters, files of no known type or of mixed

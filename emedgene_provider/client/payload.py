@@ -255,6 +255,10 @@ def phenotype_id(term: str) -> str:
 #: simulator returns it as ``extra_data`` of ``GET /api/test/{name}``) [assumed]. ``notes`` is
 #: not used: lab staff edit it, and it is shown on reports.
 IDEMPOTENCY_FIELD = "airflow_idempotency_key"
+#: Where a case read from a batch CSV carries its Family Id, in ``test_data.extra_data`` [assumed],
+#: so that a lab can map families to the case names the server gives them. Here, not in
+#: :mod:`emedgene_provider.batch`, so that the operators read it without importing the CSV reader.
+FAMILY_ID_KEY = "family_id"
 
 
 def with_idempotency_key(case: dict[str, Any], key: str) -> dict[str, Any]:

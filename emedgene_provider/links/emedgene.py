@@ -11,6 +11,10 @@ if TYPE_CHECKING:
 
 #: XCom key under which every Emedgene task pushes its case's page URL (before any waiting).
 XCOM_CASE_URL = "emedgene_case_url"
+#: XCom key under which the create operator pushes the case's name as soon as the case exists,
+#: before any waiting: where a downstream task (``trigger_rule="all_done"``) finds the case of a
+#: create whose wait failed, which has no return value.
+XCOM_CASE_NAME = "emedgene_case_name"
 
 
 class EmedgeneCaseLink(BaseOperatorLink):

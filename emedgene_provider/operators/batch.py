@@ -3,7 +3,7 @@
 The whole batch, the way a lab uploads it to Emedgene, is three lines::
 
     cases = cases_from_batch_csv("{{ params.manifest }}", validate_on_server=True)
-    created = EmedgeneCreateCaseOperator.partial(task_id="create_case").expand(case=cases)
+    created = EmedgeneCreateCaseOperator.partial(task_id="create_case", deferrable=True).expand(case=cases)
     batch_summary(created.output, cases=cases)
 
 - :func:`cases_from_batch_csv` adds an :class:`EmedgeneBatchCsvOperator` task that reads the file
@@ -63,11 +63,12 @@ class EmedgeneBatchCsvOperator(BaseOperator):
         does (and the task's retries apply).
     :param skip_if_missing: a source that does not exist skips the task, and so the batch (a day
         without samples), instead of failing it.
-    :param family_id_key: the ``test_data.extra_data`` key each case carries its Family Id in.
+    :param family_id_key: the ``test_data.extra_data`` key each case carries its Family Id in
+        (templated).
     :param emedgene_conn_id: the Emedgene connection (only ``validate_on_server`` uses it).
     """
 
-    template_fields: Sequence[str] = ("source", "emedgene_conn_id")
+    template_fields: Sequence[str] = ("source", "family_id_key", "emedgene_conn_id")
     ui_color = "#d9ecf7"
 
     def __init__(
@@ -189,11 +190,11 @@ class EmedgeneBatchSummaryOperator(BaseOperator):
 
     :param case_names: the created cases' names, e.g. the mapped create's ``output`` (templated).
     :param cases: the batch's case JSONs, e.g. :func:`cases_from_batch_csv`'s output (templated).
-    :param family_id_key: the ``extra_data`` key of the Family Id.
+    :param family_id_key: the ``extra_data`` key of the Family Id (templated).
     :param emedgene_conn_id: the Emedgene connection.
     """
 
-    template_fields: Sequence[str] = ("case_names", "cases", "emedgene_conn_id")
+    template_fields: Sequence[str] = ("case_names", "cases", "family_id_key", "emedgene_conn_id")
     ui_color = "#d9ecf7"
 
     def __init__(

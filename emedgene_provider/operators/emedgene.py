@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from airflow.providers.common.compat.sdk import (
     AirflowException,
@@ -22,14 +22,14 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from emedgene_provider.batch import FAMILY_ID_KEY
 from emedgene_provider.client import status as lifecycle
 from emedgene_provider.client.errors import EmedgeneCreatePendingError, EmedgeneNotFoundError
-from emedgene_provider.client.payload import CLOCK_SKEW, case_problems, case_warnings
+from emedgene_provider.client.payload import CLOCK_SKEW, FAMILY_ID_KEY, case_problems, case_warnings
 from emedgene_provider.client.polling import PollSchedule
 from emedgene_provider.client.reconcile import CreateRecord, Journal, MemoryJournal
+from emedgene_provider.client.status import WaitOutcome
 from emedgene_provider.hooks.emedgene import EmedgeneHook
-from emedgene_provider.links.emedgene import XCOM_CASE_URL, EmedgeneCaseLink
+from emedgene_provider.links.emedgene import XCOM_CASE_NAME, XCOM_CASE_URL, EmedgeneCaseLink
 from emedgene_provider.triggers.emedgene import (
     EVENT_ABSENT,
     EVENT_FOUND,
@@ -40,8 +40,6 @@ from emedgene_provider.waiting import DEFAULT_TARGETS, check_case, resume, statu
 
 #: Above this many bytes of JSON a result belongs in object storage, not in XCom.
 DEFAULT_MAX_XCOM_BYTES = 512 * 1024
-#: Status of a recorded case that no longer exists (404): like a failure, it is created anew.
-GONE = "(case gone)"
 #: The context variable that holds a mapped create's Family Id for its ``map_index_template``.
 FAMILY_ID_CONTEXT_KEY = "emedgene_family_id"
 
@@ -65,16 +63,29 @@ class _EmedgeneCaseOperator(BaseOperator):
 
 
 class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
-    """Create an Emedgene case, push its name and page URL, and optionally wait for it.
+    """Create an Emedgene case, push its name and page URL, and wait until it is delivered.
 
-    The payload is checked locally first and every problem is listed at once. The case name is
-    pushed as the return value and the case URL under ``emedgene_case_url`` *before* any waiting,
-    so a downstream task or a person can find the case even if the wait fails.
+    The payload is checked locally first and every problem is listed at once.
+
+    XCom, once each per try:
+
+    - ``emedgene_case_name`` (:data:`~emedgene_provider.links.emedgene.XCOM_CASE_NAME`): the case
+      name, pushed as soon as the case exists (created, or found from an earlier try), *before*
+      any waiting. A downstream task finds the case here even when the wait failed (a failure
+      status, a timeout): give it ``trigger_rule="all_done"`` and read
+      ``ti.xcom_pull(task_ids="create_case", key="emedgene_case_name")``.
+    - ``emedgene_case_url`` (:data:`~emedgene_provider.links.emedgene.XCOM_CASE_URL`): the case's
+      page, pushed with it; the "Emedgene case" link shows it.
+    - ``return_value`` (``create.output``): the case name, only when the task succeeds, i.e. once
+      the case exists and, with ``wait_for_completion``, has reached a target status.
 
     :param case: the case JSON, as a dict or as the path of a ``.json`` file (relative to the DAG
         folder or ``template_searchpath``); both are Jinja-templated.
     :param emedgene_conn_id: the Emedgene connection.
-    :param wait_for_completion: wait until a target status before finishing.
+    :param wait_for_completion: wait until a target status before finishing (default True, as
+        dbt Cloud's and Databricks' operators do: ``create >> export`` then reads right). Make it
+        deferrable for waits of days; False returns once the case exists (a separate
+        :class:`~emedgene_provider.sensors.emedgene.EmedgeneCaseStatusSensor` then waits).
     :param target_statuses: statuses that end the wait. Default ``("Delivered",)``.
     :param failure_statuses: statuses that fail it; None for the lifecycle's failure statuses.
     :param poll_interval: seconds between status checks once the case is one stage before a target
@@ -117,7 +128,7 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         self,
         *,
         case: dict[str, Any] | str,
-        wait_for_completion: bool = False,
+        wait_for_completion: bool = True,
         target_statuses: Sequence[str] = DEFAULT_TARGETS,
         failure_statuses: Sequence[str] | None = None,
         poll_interval: float = 60.0,
@@ -223,7 +234,12 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         self._announced: str | None = None
         self._case_json = self.load_case(context)
         self._key = self.idempotency_key or default_idempotency_key(context)
-        return str(self.execute_resumable(context))
+        # The mixin returns get_job_result's value on some paths and poll_until_complete's (None by
+        # its contract) on a reconnect: the case name is what _announce recorded on every path.
+        self.execute_resumable(context)
+        if self._announced is None:  # every path announces the case before it returns
+            raise AirflowException(f"Emedgene create for task {self.task_id} ended without a case")
+        return self._announced
 
     def submit_job(self, context: Any) -> str:
         """Create the case, or find the one an earlier try (or an unclear create) made.
@@ -271,7 +287,7 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
     def _earlier_case(self, case_name: str) -> str | None:
         """The case an earlier try created (recorded with its POST) if it is alive, else None."""
         status = self.get_job_status(case_name, None)
-        if status == GONE or self._outcome(status) == lifecycle.FAILED:
+        if self._outcome(status) in (WaitOutcome.FAILED, WaitOutcome.GONE):
             return None
         self.log.info(
             "Reattaching to Emedgene case %s (status %r), created by an earlier try of this task (key %r): "
@@ -285,7 +301,7 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
     def _reattach_by_key(self, context: Any) -> str | None:
         for found in self.hook.cases_with_idempotency_key(self._key, since=run_started(context)):
             status = str(found.get("status") or self.hook.get_case_status(found["name"]))
-            if self._outcome(status) != lifecycle.FAILED:
+            if self._outcome(status) is not WaitOutcome.FAILED:
                 self.log.info(
                     "Reattaching to Emedgene case %s (status %r), created by an earlier try of this "
                     "task (key %r): not creating another",
@@ -386,15 +402,15 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         return str(self.get_job_result(case_name, context))
 
     def get_job_status(self, external_id: Any, context: Any) -> str:
-        """The recorded case's status; :data:`GONE` if it no longer exists (create anew)."""
+        """The recorded case's status; :attr:`WaitOutcome.GONE` if it no longer exists (create anew)."""
         try:
             status = self.hook.get_case_status(str(external_id))
         except EmedgeneNotFoundError:
             self.log.warning(
                 "Emedgene case %s from an earlier try no longer exists: creating a new case", external_id
             )
-            return GONE
-        if self._outcome(status) == lifecycle.FAILED:
+            return WaitOutcome.GONE
+        if self._outcome(status) is WaitOutcome.FAILED:
             self.log.warning(
                 "Emedgene case %s from an earlier try is in failure status %r: creating a new case",
                 external_id,
@@ -402,8 +418,9 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
             )
         return status
 
-    def _outcome(self, status: str) -> str:
-        """An earlier try's case: FAILED creates anew, WAITING reattaches and waits, SUCCESS returns it.
+    def _outcome(self, status: str) -> WaitOutcome:
+        """An earlier try's case: FAILED or GONE creates anew, WAITING reattaches and waits, SUCCESS
+        returns it.
 
         Without ``wait_for_completion`` the task's job is the create, done once the case exists and
         has not failed. With it, the wait decides as everywhere (fail closed): a status neither in
@@ -411,10 +428,10 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         a status in the task's own ``failure_statuses`` is as failed as Issue reported. Every path
         that meets an earlier try's case (durable record, key look-up) asks here, so they agree.
         """
-        if status == GONE:
-            return lifecycle.FAILED
+        if status is WaitOutcome.GONE:  # a member, never a status the server wrote
+            return WaitOutcome.GONE
         if not self.wait_for_completion:
-            return lifecycle.FAILED if lifecycle.is_failure(status) else lifecycle.SUCCESS
+            return WaitOutcome.FAILED if lifecycle.is_failure(status) else WaitOutcome.SUCCESS
         return lifecycle.evaluate(status, self._targets(), self._failures(), self.hook.config.custom_statuses)
 
     def _key_failures(self) -> list[str] | None:
@@ -423,20 +440,20 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         return self._failures() if self.wait_for_completion else None
 
     def is_job_active(self, status: str) -> bool:
-        return self._outcome(status) == lifecycle.WAITING
+        return self._outcome(status) is WaitOutcome.WAITING
 
     def is_job_succeeded(self, status: str) -> bool:
-        return self._outcome(status) == lifecycle.SUCCESS
+        return self._outcome(status) is WaitOutcome.SUCCESS
 
     def get_job_result(self, external_id: Any, context: Any) -> str:
         self._announce(context, str(external_id))
         return str(external_id)
 
-    def poll_until_complete(self, external_id: Any, context: Any) -> str:  # type: ignore[override]
+    def poll_until_complete(self, external_id: Any, context: Any) -> None:
         case_name = str(external_id)
         self._announce(context, case_name)
         if not self.wait_for_completion:
-            return case_name
+            return
         targets, failures = self._targets(), self._failures()
         if not self.deferrable:
             wait_blocking(
@@ -448,9 +465,9 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
                 timeout=self.timeout,
                 max_poll_interval=self.max_poll_interval,
             )
-            return case_name
+            return
         if check_case(self.hook, case_name, targets, failures) is not None:
-            return case_name
+            return
         self.defer(
             trigger=EmedgeneCaseStatusTrigger(
                 case_name=case_name,
@@ -466,12 +483,13 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         )
 
     def _announce(self, context: Any, case_name: str) -> None:
-        """Case URL and name into XCom before any waiting, so they survive a failed wait; once per
-        try, whichever path (create, reattach, resume) reaches it first."""
+        """The case name (``emedgene_case_name``) and URL into XCom before any waiting, so they
+        survive a failed wait; once per try, whichever path (create, reattach, resume) reaches it
+        first. The return value is Airflow's to push, from what ``execute`` returns at success."""
         if getattr(self, "_announced", None) == case_name:
             return
+        context["ti"].xcom_push(key=XCOM_CASE_NAME, value=case_name)
         self.push_case_url(context, case_name)
-        context["ti"].xcom_push(key="return_value", value=case_name)
         self._announced = case_name
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
@@ -598,6 +616,21 @@ def _with_alias(outlets: Any, alias_name: str) -> list[Any]:
     return listed if alias in listed else [*listed, alias]
 
 
+class EmedgeneResult(TypedDict):
+    """What the candidates and export operators return, whatever their arguments.
+
+    ``{"case_name", "count", "path", "records"}``: with ``output_path`` the records are in the file
+    at ``path`` and ``records`` is None; without it, they are in ``records`` (the list, in XCom)
+    and ``path`` is None. ``count`` is the number of records either way. The first three are also
+    the ``extra`` of the asset event recorded for a written file.
+    """
+
+    case_name: str
+    count: int
+    path: str | None
+    records: list[dict[str, Any]] | None
+
+
 class _EmedgeneResultOperator(_EmedgeneCaseOperator):
     """Fetch a list of records; write it to object storage, or return it if it fits in XCom.
 
@@ -683,7 +716,7 @@ class _EmedgeneResultOperator(_EmedgeneCaseOperator):
         """Stream the records into ``path``; how many."""
         raise NotImplementedError
 
-    def execute(self, context: Any) -> Any:
+    def execute(self, context: Any) -> EmedgeneResult:
         self.push_case_url(context, self.case_name)
         if self.output_path:
             location = str(self.output_path)
@@ -694,7 +727,7 @@ class _EmedgeneResultOperator(_EmedgeneCaseOperator):
             count = self.fetch_to(path)
             self.log.info("Wrote %d %s of case %s to %s", count, self.what, self.case_name, path)
             self.attach_asset(context, path, count)
-            return {"path": str(path), "count": count}
+            return EmedgeneResult(case_name=str(self.case_name), count=count, path=str(path), records=None)
         records = self.fetch()
         text = json.dumps(records, indent=None, sort_keys=True)
         size = len(text.encode())
@@ -704,19 +737,23 @@ class _EmedgeneResultOperator(_EmedgeneCaseOperator):
                 f"JSON) are more than max_xcom_bytes={self.max_xcom_bytes} allows in XCom; set output_path "
                 "(file://, s3://, gs://, ...) to write them to storage instead."
             )
-        return records
+        return EmedgeneResult(case_name=str(self.case_name), count=len(records), path=None, records=records)
 
 
 class EmedgeneGetCandidatesOperator(_EmedgeneResultOperator):
     """A delivered case's candidate variants.
 
+    Returns an :class:`EmedgeneResult`, ``{"case_name", "count", "path", "records"}``: with
+    ``output_path``, ``path`` is the file written and ``records`` None; without it, ``records`` is
+    the list and ``path`` None.
+
     :param case_name: the case (templated).
     :param output_path: where to write them as JSON, an ObjectStoragePath URI (templated); one ending
         in ``/`` is a folder that gets ``<case_name>.json``. The answer is streamed there, never
         held whole in memory, and the file is complete or absent (a local one is written as
-        ``<name>.partial`` and renamed). The operator then returns ``{"path": ..., "count": ...}``;
-        without it, the list.
-    :param max_xcom_bytes: refuse to return more than this much JSON through XCom.
+        ``<name>.partial`` and renamed). Without it, the records are returned through XCom.
+    :param max_xcom_bytes: without ``output_path``, fail (advising it) rather than return more than
+        this much JSON of records through XCom. Default 512 KiB.
     :param asset_alias: with ``output_path``, the file written is recorded as an Airflow Asset (a
         Dataset on Airflow 2) whose URI is the file's (``file:///...``, ``s3://bucket/key``; see
         :func:`asset_uri`), attached to the asset alias of this name, which the task declares in
@@ -740,13 +777,17 @@ class EmedgeneGetCandidatesOperator(_EmedgeneResultOperator):
 class EmedgeneExportCaseOperator(_EmedgeneResultOperator):
     """A delivered case's detailed export (variants with transcripts, ACMG tags, ...).
 
+    Returns an :class:`EmedgeneResult`, ``{"case_name", "count", "path", "records"}``: with
+    ``output_path``, ``path`` is the file written and ``records`` None; without it, ``records`` is
+    the list and ``path`` None.
+
     :param case_name: the case (templated).
     :param output_path: where to write it as JSON, an ObjectStoragePath URI (templated); one ending
         in ``/`` is a folder that gets ``<case_name>.json``. The answer is streamed there, never
         held whole in memory, and the file is complete or absent (a local one is written as
-        ``<name>.partial`` and renamed). The operator then returns ``{"path": ..., "count": ...}``;
-        without it, the list.
-    :param max_xcom_bytes: refuse to return more than this much JSON through XCom.
+        ``<name>.partial`` and renamed). Without it, the records are returned through XCom.
+    :param max_xcom_bytes: without ``output_path``, fail (advising it) rather than return more than
+        this much JSON of records through XCom. Default 512 KiB.
     :param asset_alias: with ``output_path``, the file written is recorded as an Airflow Asset (a
         Dataset on Airflow 2) whose URI is the file's (``file:///...``, ``s3://bucket/key``; see
         :func:`asset_uri`), attached to the asset alias of this name, which the task declares in
