@@ -29,13 +29,16 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from airflow_fixtures import FakeTI  # noqa: E402 - the tests' fake task instance, not a copy
+
 CASE_FILE = ROOT / "dags_examples" / "cases" / "trio-exome-vcf.json"
 FAULT_KINDS = (
     "429",
@@ -64,20 +67,6 @@ class TaskStateStore(dict):  # type: ignore[type-arg]
 
     def set(self, key: str, value: Any) -> None:
         self[key] = value
-
-
-@dataclass
-class FakeTI:
-    dag_id: str
-    run_id: str
-    task_id: str
-    map_index: int = -1
-    try_number: int = 1
-    xcoms: dict[str, Any] = field(default_factory=dict)
-    stats_tags: dict[str, str] = field(default_factory=dict)
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
 
 
 @dataclass
@@ -121,13 +110,15 @@ def lifecycle(index: int, case: dict[str, Any], out_dir: str, poll: float) -> Ou
             poll_interval=poll,
             timeout=300,
         )
-        ti = FakeTI("chaos", run_id, "create_case")
+        ti = FakeTI(dag_id="chaos", run_id=run_id, task_id="create_case")
         name, tries = run_task(create, ti, TaskStateStore(), started)
         outcome.case_name, outcome.tries = name, tries
         export = EmedgeneExportCaseOperator(
             task_id="export_case", case_name=name, output_path=f"file://{out_dir}/", emedgene_conn_id=CONN_ID
         )
-        result, tries = run_task(export, FakeTI("chaos", run_id, "export_case"), TaskStateStore(), started)
+        result, tries = run_task(
+            export, FakeTI(dag_id="chaos", run_id=run_id, task_id="export_case"), TaskStateStore(), started
+        )
         outcome.tries += tries
         outcome.exported = int(result["count"])
     except Exception as exc:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,18 +43,11 @@ from benchkit import (
     run_child,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from airflow_fixtures import FakeTI
+
 BENCH = "export"
 SIDES = ("operator", "guide", "raw")
-
-
-class _TaskInstance:
-    """What the operator touches of a task instance: XCom pushes (the case link)."""
-
-    def __init__(self) -> None:
-        self.xcoms: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any, **_: Any) -> None:
-        self.xcoms[key] = value
 
 
 def _operator(case: str, out: str) -> tuple[float, float, dict[str, Any]]:
@@ -62,7 +56,8 @@ def _operator(case: str, out: str) -> tuple[float, float, dict[str, Any]]:
     operator = EmedgeneExportCaseOperator(
         task_id="export", case_name=case, output_path=f"file://{out}", emedgene_conn_id=CONN_ID
     )
-    context = {"ti": _TaskInstance(), "dag_run": SimpleNamespace(run_id="bench"), "run_id": "bench"}
+    ti = FakeTI(dag_id="bench", run_id="bench", task_id="export")
+    context = {"ti": ti, "dag_run": SimpleNamespace(run_id="bench"), "run_id": "bench"}
     operator.hook.get_case_status(case)  # token and connection made before measuring
     before = peak_rss_mb()
     started = time.perf_counter()

@@ -36,16 +36,22 @@ CASE_NAME_PATTERN = r"EMG\d{9}"
 
 
 class FakeTI:
-    """Just enough of a task instance for ``execute(context)`` outside Airflow's runner."""
+    """Just enough of a task instance for ``execute(context)`` outside Airflow's runner: the one
+    fake task instance of the tests and of ``bench/chaos.py`` (which imports it from here)."""
 
-    dag_id = "unit_dag"
-    task_id = "unit_task"
-    run_id = "manual__unit"
-    map_index = -1
     max_tries = 0
 
-    def __init__(self, try_number: int = 1) -> None:
+    def __init__(
+        self,
+        try_number: int = 1,
+        *,
+        dag_id: str = "unit_dag",
+        run_id: str = "manual__unit",
+        task_id: str = "unit_task",
+        map_index: int = -1,
+    ) -> None:
         self.try_number = try_number
+        self.dag_id, self.run_id, self.task_id, self.map_index = dag_id, run_id, task_id, map_index
         self.pushed: list[tuple[str, Any]] = []
         self.stats_tags: dict[str, str] = {}  # read by Airflow 3.3's ResumableJobMixin
 

@@ -1,250 +1,76 @@
-"""Every user-facing error message is covered by a test that reads it.
+"""Each user-facing error, produced through the public API, with its whole message asserted.
 
-:func:`test_every_error_message_is_read_by_some_test` parses every module of the provider (the
-simulator under ``emedgene_provider/testing/`` excepted), collects each message given to an error
-constructor (the provider's ``EmedgeneError`` family, Airflow's task exceptions, ``ValueError``)
-and each message of a trigger event, and checks that a distinctive piece of it (its longest
-literal run between ``{...}`` placeholders, whitespace-normalised, at least
-:data:`MIN_FRAGMENT` characters) appears in some test file. The tests below it trigger, for real,
-the messages no other test file reads, and assert on their text.
+What a user reads when something goes wrong: what happened, to which case and call, the server's
+own words, and what to do. The tests below produce those errors the way a DAG would meet them
+(config, client, hook, operators, sensor, triggers, batch reader, case builder) and compare the
+text; each of them can fail.
+
+How coverage was checked (issue 10, once, by hand; no test greps message text any more). The
+former meta-test's collector listed every message given to an error or a trigger event in
+``emedgene_provider/`` (the simulator excepted), extended to short messages, ``TypeError`` and the
+helpers that build messages (``deadline_passed``, ``too_large``, ``BatchCsvError``,
+``CaseProblemsError``). Each message's literal text was then changed in a copy of the package, one
+site at a time, and the tests (all but e2e) run against it: a site counts as covered only when a
+test failed showing the changed text. Messages passed through from a trigger event (sensor and
+operator ``execute_complete``, ``waiting.resume``, ``execute_reconciled``) were checked the same way
+by changing the passed text. The result, by module (message -> the test that reads it):
+
+- ``client/config.py``, ``client/auth.py`` (connection): no host, not http(s), plain http, extra
+  not JSON / not an object, unknown extras, boolean, number, at least, both credentials,
+  ``auth_type``, ``token_url`` over http, ``case_url_template``, password without login, API key
+  missing, no token URL -> ``test_connection_errors_say_what_to_fix`` (here); finite number and
+  whole number -> test_hostile_config; at most -> test_shared_client; ``custom_statuses`` (not a
+  JSON list, not a list, a lifecycle status) -> test_status_fail_closed; credentials in a URL,
+  a junk CA bundle -> test_hostile_config; a missing CA bundle -> test_tls.
+- ``client/endpoints.py``, ``client/payload.py``: invalid case name, unknown phenotype -> here.
+- ``client/polling.py``, ``client/ratelimit.py``: poll interval, max_poll_interval, jitter ->
+  test_polling; rate and burst -> test_rate_limit.
+- ``client/reconcile.py``: page_size -> here; an endless list, a repeated page -> test_reconcile.
+- ``client/responses.py``, ``client/wire.py``, ``client/records.py`` (answers): not JSON, 404 and
+  other 4xx, unexpected status, ambiguous create, missing field, refused login, login without a
+  token, outlasted retries, refused with a fresh token, a stream broken after valid JSON -> here;
+  5xx not worth retrying, a request that cannot be built -> test_client_requests; two differing
+  lists, redirects, too large, a dripping answer -> test_hostile_server; no ``status`` ->
+  test_status_fail_closed; TLS verification -> test_tls; https to plain http -> test_hostile_config;
+  above max_response_mb -> test_streamed_results.
+- ``client/sync.py``: an unclear create still in its window -> test_reconcile.
+- ``client/builder.py``, ``batch.py``: ``CaseProblemsError``, a batch source of another kind ->
+  here; a date not YYYY-MM-DD -> test_batch_dag; ``BatchCsvError`` -> test_batch_csv.
+- ``operators/emedgene.py``: case text not JSON, case problems, unreadable case file, result too big
+  for XCom, the reconcile trigger's error -> here; case not a JSON object -> test_batch_dag. Not
+  producible: "create for task ... ended without a case", a guard of the operator's own invariant
+  (every path records the case before it returns).
+- ``operators/batch.py``: no CSV (skip), unreadable CSV -> test_batch_dag (missing source);
+  refused in the dry run -> test_batch_dag.
+- ``triggers/emedgene.py`` (events): cannot connect -> here; reached, failed, timed out ->
+  test_trigger; reconcile trigger's cannot connect, outage past the window, found, failed earlier
+  case, absent -> test_reconcile.
+- ``waiting.py``, ``sensors/emedgene.py``: failure status -> test_sensor; blocking timeout ->
+  test_operators; no event, unknown event -> here; a timeout or error event's message ->
+  test_sensor (``execute_complete``) and test_operators (``execute_complete``).
+
+The validation *problems* listed inside ``CaseProblemsError``, ``BatchCsvError`` and the create
+operator's refusal (one line per problem) are another matter: their tests mostly assert which
+fields are named rather than the words.
 """
 
 from __future__ import annotations
 
-import ast
 import asyncio
+import contextlib
+import io
 import json
-import re
-import string
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from airflow_fixtures import FakeTI, make_context, valid_case
 
 from emedgene_provider.client.config import KNOWN_EXTRAS
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = ROOT / "emedgene_provider"
-TESTS = ROOT / "tests"
-MIN_FRAGMENT = 12
-
-#: Exception classes whose first argument is a user-facing message; subclasses defined in the
-#: provider (``EmedgeneCaseFailedError``, every ``Emedgene*Error``) are added by walking the AST.
-ROOT_ERRORS = frozenset(
-    {
-        "EmedgeneError",
-        "AirflowException",
-        "AirflowFailException",
-        "AirflowSkipException",
-        "AirflowSensorTimeout",
-        "ValueError",
-    }
-)
-#: Other calls that carry a user-facing message, with the index of the message argument: a
-#: trigger's event message becomes the failed task's error.
-MESSAGE_CALLS = {"_event": 1}
-_BLANKS = re.compile(r"\s+")
-_LEADING = string.whitespace + ":;,.()"
-_TRAILING = string.whitespace + ":;,.("
 
 
-@dataclass(frozen=True)
-class Message:
-    where: str  # file:line
-    fragments: tuple[str, ...]
-
-
-def _name(func: ast.expr) -> str | None:
-    if isinstance(func, ast.Name):
-        return func.id
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    return None
-
-
-def _modules() -> list[Path]:
-    return sorted(p for p in PACKAGE.rglob("*.py") if "testing" not in p.relative_to(PACKAGE).parts)
-
-
-def _error_classes(trees: dict[Path, ast.Module]) -> set[str]:
-    known = set(ROOT_ERRORS)
-    classes = [n for tree in trees.values() for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
-    grew = True
-    while grew:
-        grew = False
-        for cls in classes:
-            if cls.name not in known and any(_name(b) in known for b in cls.bases):
-                known.add(cls.name)
-                grew = True
-    return known
-
-
-def _pieces(node: ast.expr) -> list[str | None] | None:
-    """A message as literal pieces and ``None`` placeholders; None if it holds no literal at all."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return [node.value]
-    if isinstance(node, ast.JoinedStr):  # implicit concatenation across lines is one JoinedStr
-        return [v.value if isinstance(v, ast.Constant) else None for v in node.values]
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        left, right = _pieces(node.left), _pieces(node.right)
-        if left is None and right is None:
-            return None
-        return [*(left or [None]), *(right or [None])]
-    if isinstance(node, ast.BoolOp):  # ``message or f"..."``: the literal alternative
-        found = [p for p in (_pieces(v) for v in node.values) if p]
-        return max(found, key=lambda p: sum(map(len, fragments_of(p))), default=None)
-    return None
-
-
-def runs_of(pieces: list[str | None]) -> list[str]:
-    """The literal runs between placeholders, whitespace-normalised and stripped of the
-    punctuation that joins them to a placeholder (``": "``, ``" ("``, a final ``"."``)."""
-    runs: list[str] = []
-    current = ""
-    for piece in pieces:
-        if piece is None:
-            runs.append(current)
-            current = ""
-        else:
-            current += piece
-    runs.append(current)
-    return [_BLANKS.sub(" ", r).lstrip(_LEADING).rstrip(_TRAILING) for r in runs]
-
-
-def fragments_of(pieces: list[str | None]) -> tuple[str, ...]:
-    """The distinctive pieces of a message: every run of at least :data:`MIN_FRAGMENT` characters
-    (not only the longest, which is often a prefix many messages share)."""
-    return tuple(r for r in runs_of(pieces) if len(r) >= MIN_FRAGMENT)
-
-
-def _assigned_strings(function: ast.AST) -> dict[str, ast.expr]:
-    """``name = f"..."`` inside a function, so that ``raise X(message)`` finds its text."""
-    found: dict[str, ast.expr] = {}
-    for node in ast.walk(function):
-        if (
-            isinstance(node, ast.Assign)
-            and len(node.targets) == 1
-            and isinstance(node.targets[0], ast.Name)
-            and _pieces(node.value) is not None
-        ):
-            found[node.targets[0].id] = node.value
-    return found
-
-
-def collect_messages() -> list[Message]:
-    trees = {path: ast.parse(path.read_text(), filename=str(path)) for path in _modules()}
-    errors = _error_classes(trees)
-    messages: list[Message] = []
-    for path, tree in trees.items():
-        functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-        scope_of: dict[int, dict[str, ast.expr]] = {}
-        for function in functions:
-            local = _assigned_strings(function)
-            for node in ast.walk(function):
-                scope_of[id(node)] = local  # outer functions come first: the innermost one wins
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Call):
-                continue
-            name = _name(node.func)
-            if name in errors:
-                index = 0
-            elif name in MESSAGE_CALLS:
-                index = MESSAGE_CALLS[name]
-            else:
-                continue
-            if len(node.args) <= index:
-                continue
-            arg = node.args[index]
-            if isinstance(arg, ast.Name):
-                arg = scope_of.get(id(node), {}).get(arg.id, arg)
-            pieces = _pieces(arg)
-            if pieces is None:
-                continue
-            fragments = fragments_of(pieces)
-            if fragments:
-                messages.append(Message(f"{path.relative_to(ROOT)}:{node.lineno}", fragments))
-    return messages
-
-
-def _string_constants(source: str) -> str:
-    """Every string literal of a test file, decoded (so escapes and quotes compare as text)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:  # a file mid-edit by someone else: its raw text still counts
-        return ""
-    texts = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            texts.append(node.value)
-    return "\n".join(_BLANKS.sub(" ", t) for t in texts)
-
-
-def _other_test_texts() -> str:
-    """The text every other test file offers: raw source and decoded string literals."""
-    parts = []
-    for path in sorted(TESTS.rglob("*.py")):
-        if path.resolve() == Path(__file__).resolve():
-            continue
-        source = path.read_text()
-        parts.append(_BLANKS.sub(" ", source))
-        parts.append(_string_constants(source))
-    return "\n".join(parts)
-
-
-def _this_file_texts() -> str:
-    """This file's tests count too, except the collector itself and its constants."""
-    source = Path(__file__).read_text()
-    start = source.rindex("# -- the messages, triggered")
-    body = source[start:]
-    return _BLANKS.sub(" ", body) + "\n" + _string_constants(body)
-
-
-def test_collector_finds_the_messages() -> None:
-    """The collector must see the messages it exists for, or the coverage check proves nothing."""
-    fragments = {f for m in collect_messages() for f in m.fragments}
-    assert len(fragments) >= 30
-    expected = [
-        "was not JSON (content-type",  # decode_json: one implicit concatenation of f-strings
-        "is in failure status",  # waiting.failed: message assigned to a name first
-        "Emedgene trigger for case",  # waiting.resume: ``message or f"..."``
-        "password auth needs both login and password",  # raised in a dataclass's __post_init__
-        "timed out waiting for",  # a trigger event
-    ]
-    for piece in expected:
-        assert any(piece in f for f in fragments), piece
-
-
-@pytest.mark.parametrize(
-    ("source", "fragments"),
-    [
-        (
-            'raise ValueError(f"page_size must be at least 1, not {n}")',
-            ("page_size must be at least 1, not",),
-        ),
-        ('raise ValueError("a" f"{x} bbbbbbbbbbbb\\n" f"  cc{y}.")', ("bbbbbbbbbbbb cc",)),
-        ('raise ValueError(m or f"{x}: " + "short" + f"{y} long literal one")', ("long literal one",)),
-        (
-            'raise ValueError(f"Emedgene thing {a!r}: must be a number, not {b}.")',
-            ("Emedgene thing", "must be a number, not"),
-        ),
-    ],
-)
-def test_fragment_extraction(source: str, fragments: tuple[str, ...]) -> None:
-    call = ast.parse(source).body[0].exc  # type: ignore[attr-defined]
-    pieces = _pieces(call.args[0])
-    assert pieces is not None
-    assert fragments_of(pieces) == fragments
-
-
-def test_every_error_message_is_read_by_some_test() -> None:
-    corpus = _other_test_texts() + "\n" + _this_file_texts()
-    uncovered = [(m.where, f) for m in collect_messages() for f in m.fragments if f not in corpus]
-    assert not uncovered, "error messages no test reads:\n" + "\n".join(
-        f"  {where}: {fragment!r}" for where, fragment in uncovered
-    )
-
-
-# -- the messages, triggered -------------------------------------------------------------------
+# -- connection and client -----------------------------------------------------------------------
 # Each test reads the whole message (or every literal part of it), as a user would see it.
 
 BASE = "https://lab.emedgene.com"
@@ -557,13 +383,55 @@ def test_create_answered_with_an_empty_name(requests_mock) -> None:
     )
 
 
+def test_streamed_answer_that_breaks_after_valid_json(requests_mock) -> None:
+    """Streamed to a file, an answer whose first 64 KB are whole JSON but whose rest is not: the
+    streamed path's own words (the in-memory path would quote the server)."""
+    from emedgene_provider.client.errors import EmedgeneUnexpectedResponseError
+
+    _login_ok(requests_mock)
+    body = b'{"hits": []}' + b" " * 70_000 + b"garbage"
+    requests_mock.get(CASE_URL + "/export", content=body, headers={"Content-Type": "application/json"})
+    written = io.BytesIO()
+    with pytest.raises(EmedgeneUnexpectedResponseError) as raised:
+        _client().export_case_to(CASE, lambda: contextlib.nullcontext(written))
+    assert str(raised.value) == (
+        f"Emedgene export_case({CASE}): HTTP 200 from GET /api/test/{CASE}/export was not JSON "
+        "(content-type 'application/json')"
+    )
+
+
+# -- case builder and batch CSV reader ----------------------------------------------------------
+
+
+def test_refused_case_lists_every_problem() -> None:
+    from emedgene_provider.client.builder import Case, CaseProblemsError
+
+    with pytest.raises(CaseProblemsError) as raised:
+        Case(case_type="", members=()).to_json()
+    assert str(raised.value) == (
+        "the case is not valid:\n"
+        "- a case type is required (e.g. Exome, Whole Genome)\n"
+        "- a case needs at least one member, the proband"
+    )
+
+
+def test_batch_csv_source_of_another_kind() -> None:
+    from emedgene_provider.batch import read_batch_csv
+
+    with pytest.raises(TypeError) as raised:
+        read_batch_csv(42)  # type: ignore[arg-type]
+    assert str(raised.value) == (
+        "read_batch_csv needs a path, an ObjectStoragePath or a stream, not <class 'int'>"
+    )
+
+
 # -- operators ----------------------------------------------------------------------------------
 
 
 def _create_operator(case):
     from emedgene_provider.operators.emedgene import EmedgeneCreateCaseOperator
 
-    return EmedgeneCreateCaseOperator(task_id="create_trio", case=case)
+    return EmedgeneCreateCaseOperator(task_id="create_trio", case=case, wait_for_completion=False)
 
 
 def test_case_text_that_is_not_json() -> None:
@@ -599,14 +467,6 @@ def test_unreadable_case_file(tmp_path: Path) -> None:
     assert "No such file" in str(raised.value)
 
 
-class _TI:
-    def __init__(self) -> None:
-        self.xcom: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.xcom[key] = value
-
-
 def test_result_too_big_for_xcom_says_how_to_store_it(emedgene_simulator_factory, monkeypatch) -> None:
     from airflow.providers.common.compat.sdk import AirflowFailException
 
@@ -621,12 +481,33 @@ def test_result_too_big_for_xcom_says_how_to_store_it(emedgene_simulator_factory
     size = len(json.dumps(records, sort_keys=True).encode())
     operator = EmedgeneGetCandidatesOperator(task_id="candidates", case_name=name, max_xcom_bytes=100)
     with pytest.raises(AirflowFailException) as raised:
-        operator.execute({"ti": _TI()})
+        operator.execute(make_context(FakeTI()))
     assert str(raised.value) == (
         f"Emedgene case {name}: {len(records)} candidates ({size} bytes of JSON) are more than "
         "max_xcom_bytes=100 allows in XCom; set output_path (file://, s3://, gs://, ...) to write them "
         "to storage instead."
     )
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        (
+            {"status": "error", "message": "Emedgene create (idempotency key 'k'): cannot connect: refused"},
+            "Emedgene create (idempotency key 'k'): cannot connect: refused",
+        ),
+        ({"status": "strange"}, "Emedgene reconcile trigger failed: {'status': 'strange'}"),
+    ],
+    ids=["trigger-error", "unknown-event"],
+)
+def test_reconcile_trigger_failure_reaches_the_task(event: dict, message: str) -> None:
+    """The reconcile trigger's error (its message, or the event itself) is the task's error."""
+    from airflow.providers.common.compat.sdk import AirflowException
+
+    operator = _create_operator(valid_case())
+    with pytest.raises(AirflowException) as raised:
+        operator.execute_reconciled(make_context(FakeTI()), event)
+    assert str(raised.value) == message
 
 
 # -- waiting ------------------------------------------------------------------------------------
