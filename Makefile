@@ -2,6 +2,7 @@
 #   make demo  - the example run end to end against the bundled Emedgene simulator
 #   make test  - lint, type check and the whole suite on Airflow 3.x and on Airflow 2.11
 #   make bench - the benchmarks of issue 8, then the cluster benchmark on PostgreSQL (not in test)
+#   make dist  - build the sdist and wheel into dist/, check them, install the wheel in a fresh venv
 PYTHON ?= python3
 VENV ?= .venv
 AIRFLOW3 ?= 3.3.2
@@ -13,7 +14,7 @@ DEMO_HOME ?= .demo
 BENCH_HOME ?= .bench
 CLUSTER_ARGS ?=
 
-.PHONY: demo test test3 test2 lint venvs clean bench bench-cluster postgres pg-start pg-stop
+.PHONY: demo test test3 test2 lint venvs clean dist bench bench-cluster postgres pg-start pg-stop
 
 venvs: $(AF3)/.installed $(AF2)/.installed
 
@@ -46,7 +47,29 @@ demo: $(AF3)/.installed
 	DEMO_HOME=$(DEMO_HOME) $(AF3)/bin/python scripts/demo.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_HOME)
+	rm -rf $(VENV) $(DEMO_HOME) dist
+
+# -- the package (issue 10) -----------------------------------------------------------------------
+# The build tools live in their own venv; the wheel is installed, with Airflow 3 and nothing from
+# this checkout, into a venv made anew each time, where `airflow providers list` must list it.
+DIST_TOOLS := $(VENV)/dist-tools
+DIST_CHECK := $(VENV)/dist-check
+
+$(DIST_TOOLS)/.installed:
+	$(PYTHON) -m venv $(DIST_TOOLS)
+	$(DIST_TOOLS)/bin/pip install -q --upgrade pip
+	$(DIST_TOOLS)/bin/pip install -q "build>=1.2" "twine>=5"
+	touch $@
+
+dist: $(DIST_TOOLS)/.installed
+	rm -rf dist $(DIST_CHECK)
+	$(DIST_TOOLS)/bin/python -m build --outdir dist .
+	$(DIST_TOOLS)/bin/twine check --strict dist/*
+	$(DIST_TOOLS)/bin/python scripts/check_dist.py contents dist
+	$(PYTHON) -m venv $(DIST_CHECK)
+	$(DIST_CHECK)/bin/pip install -q --upgrade pip
+	$(DIST_CHECK)/bin/pip install -q "apache-airflow==$(AIRFLOW3)" dist/*.whl
+	$(DIST_TOOLS)/bin/python scripts/check_dist.py installed $(DIST_CHECK)
 
 # -- benchmarks (issue 8) -------------------------------------------------------------------------
 # The cluster benchmark's extra dependencies: psycopg2 and asyncpg for Airflow on PostgreSQL.
