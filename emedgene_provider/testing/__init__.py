@@ -18,14 +18,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from emedgene_provider.testing.config import SimulatorConfig
     from emedgene_provider.testing.faults import FAULT_KINDS
+    from emedgene_provider.testing.quirks import Quirks
     from emedgene_provider.testing.simulator import EmedgeneSimulator
 
-__all__ = ["FAULT_KINDS", "EmedgeneSimulator", "SimulatorConfig"]
+__all__ = ["FAULT_KINDS", "EmedgeneSimulator", "Quirks", "SimulatorConfig"]
 
 _HOMES = {
     "EmedgeneSimulator": "emedgene_provider.testing.simulator",
     "SimulatorConfig": "emedgene_provider.testing.config",
     "FAULT_KINDS": "emedgene_provider.testing.faults",
+    "Quirks": "emedgene_provider.testing.quirks",
 }
 
 

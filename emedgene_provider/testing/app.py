@@ -10,10 +10,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import copy
 import json
+import random
+import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from email.utils import formatdate
 from typing import Any
 
 from aiohttp import web
@@ -31,6 +36,7 @@ from emedgene_provider.client.endpoints import (
 from emedgene_provider.client.payload import case_problems, case_warnings
 from emedgene_provider.testing.config import SimulatorConfig, check_list_options
 from emedgene_provider.testing.faults import Fault, FaultPlan, drip, drop_connection, fault_response, huge
+from emedgene_provider.testing.quirks import Quirks
 from emedgene_provider.testing.state import SimCase, SimState
 from emedgene_provider.testing.variants import candidates_for, genes_for, variants_for
 
@@ -46,6 +52,27 @@ STORAGE_PROVIDERS: tuple[dict[str, Any], ...] = (
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Serialised answers of ``simulator_variants`` cases kept at once (each up to hundreds of MB).
 _BIG_ANSWERS_KEPT = 2
+_BOM = b"\xef\xbb\xbf"
+#: ``created`` with ``created_style="garbage"``: a string no date parser reads.
+GARBAGE_CREATED = "sometime last week"
+#: The case the ``list_churn="insert"`` quirk creates: valid, and carrying no idempotency key.
+FILLER_CASE: dict[str, Any] = {
+    "test_data": {
+        "type": "Exome",
+        "sample_type": "vcf",
+        "patients": {
+            "proband": {
+                "id": "proband", "fastq_sample": "FILLER-1", "gender": "Female",
+                "relationship": "Test Subject", "healthy": False, "phenotypes": [],
+            },
+            "other": [],
+        },
+        "samples": [{"fastq": "FILLER-1", "status": "uploaded", "sampleFiles": [
+            {"path": "/filler/FILLER-1.vcf.gz", "filename": "FILLER-1.vcf.gz", "size": 0,
+             "status": "uploaded", "storage_id": 3},
+        ]}],
+    }
+}  # fmt: skip
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -63,6 +90,10 @@ class Simulation:
     config: SimulatorConfig
     state: SimState
     faults: FaultPlan = field(default_factory=FaultPlan)
+    quirks: Quirks = field(default_factory=Quirks)
+    #: Per open connection, the clock time its last answer was made (for ``stale_keepalive``).
+    answered_at: weakref.WeakKeyDictionary[Any, float] = field(default_factory=weakref.WeakKeyDictionary)
+    shuffler: random.Random = field(default_factory=random.Random)
 
     @classmethod
     def from_config(cls, config: SimulatorConfig) -> Simulation:
@@ -79,12 +110,29 @@ class Simulation:
                 list_lag_max=config.list_lag_max,
                 endless_list=config.endless_list,
             ),
+            quirks=config.quirks,
+            shuffler=random.Random(config.seed),  # noqa: S311 - list orders, not secrets
         )
 
     def reset(self) -> None:
         self.state.reset()
         self.faults.clear()
         self.set_list(self.config.list_lag, self.config.list_lag_max, self.config.endless_list)
+        self.quirks = self.config.quirks
+        self.shuffler.seed(self.config.seed)
+
+    def set_quirks(self, **changes: Any) -> Quirks:
+        """Change the named quirks, keeping the others; ValueError for an unknown name or bad value."""
+        self.quirks = self.quirks.replace(**changes)
+        return self.quirks
+
+    def shuffled(self, items: list[SimCase]) -> list[SimCase]:
+        """``items`` in a new random order, never the one given (when there are two or more)."""
+        out = list(items)
+        self.shuffler.shuffle(out)
+        if len(out) > 1 and out == items:
+            out = out[1:] + out[:1]
+        return out
 
     def set_list(self, lag: float, lag_max: float | None, endless: bool) -> None:
         """The case list's behaviour: lag of new cases, and whether it ever ends."""
@@ -113,24 +161,71 @@ def _route_key(request: web.Request) -> str:
     return f"{request.method} {template}"
 
 
+def created_stamp(quirks: Quirks, epoch: float) -> str | int | None:
+    """``created`` as the tenant writes it for Unix time ``epoch`` (None: it leaves it out)."""
+    tenant_time = epoch + quirks.clock_skew
+    style = quirks.created_style
+    if style == "missing":
+        return None
+    if style == "epoch_ms":
+        return int(tenant_time * 1000)
+    if style == "garbage":
+        return GARBAGE_CREATED
+    utc = datetime.fromtimestamp(tenant_time, timezone.utc)
+    if style == "iso":
+        return utc.isoformat(timespec="seconds").replace("+00:00", "Z")
+    local = utc.astimezone(timezone(timedelta(hours=quirks.tenant_utc_offset_hours))).replace(tzinfo=None)
+    return local.date().isoformat() if style == "date" else local.isoformat(timespec="seconds")
+
+
 def _summary(sim: Simulation, case: SimCase) -> dict[str, Any]:
-    return {
+    summary = {
         "name": case.name,
         "status": sim.state.status_of(case),
-        "created": case.created_iso,
+        "created": created_stamp(sim.quirks, case.created_epoch),
         "type": case.test_data.get("type"),
     }
+    if summary["created"] is None:
+        del summary["created"]
+    return summary
 
 
-def _endless_page(offset: int, size: int) -> dict[str, Any]:
+def _endless_page(sim: Simulation, offset: int, size: int) -> dict[str, Any]:
     """A page of a list that never ends: invented entries (no such cases: reading one is a 404),
     dated now, and a ``total`` always a page ahead."""
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    now = created_stamp(sim.quirks, time.time())
     hits = [
         {"name": f"EMG9{(offset + i) % 10**8:08d}", "status": st.IN_PROGRESS, "created": now, "type": "Exome"}
         for i in range(size)
     ]
+    if now is None:
+        for hit in hits:
+            del hit["created"]
     return {"hits": hits, "total": offset + 2 * size}
+
+
+def _lying_json(obj: dict[str, Any], lie: str) -> str:
+    """``obj`` as JSON with a second ``status`` key (value ``lie``) after the real one, in ``obj``
+    and in each object of its ``hits``: what ``json.dumps`` cannot write."""
+    parts = []
+    for key, value in obj.items():
+        if key == "hits" and isinstance(value, list):
+            items = (_lying_json(h, lie) if isinstance(h, dict) else json.dumps(h) for h in value)
+            text = "[" + ", ".join(items) + "]"
+        else:
+            text = json.dumps(value)
+        parts.append(f"{json.dumps(key)}: {text}")
+    if "status" in obj:
+        parts.append(f'"status": {json.dumps(lie)}')
+    return "{" + ", ".join(parts) + "}"
+
+
+def _status_json(sim: Simulation, body: dict[str, Any]) -> web.Response:
+    """A status-bearing answer: plain JSON, or with the ``duplicate_status`` quirk's second key."""
+    lie = sim.quirks.duplicate_status
+    if lie is None:
+        return web.json_response(body)
+    return web.Response(text=_lying_json(body, lie), content_type="application/json")
 
 
 def _participants(patients: Any) -> list[dict[str, Any]]:
@@ -182,6 +277,36 @@ def build_app(sim: Simulation) -> web.Application:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(ADMIN_PREFIX):
             return await _answer(request, handler)
+        transport = request.transport
+        if transport is not None and _stale(transport):
+            state.stale_drops += 1
+            drop_connection(request)
+            return _Dropped()
+        try:
+            return _finish(await _serve(request, handler))
+        finally:
+            if transport is not None and not transport.is_closing():
+                sim.answered_at[transport] = state.clock()
+
+    def _stale(transport: Any) -> bool:
+        """Whether the ``stale_keepalive`` quirk drops a request on this connection: it answered
+        before and has been idle since for longer than allowed."""
+        limit, answered = sim.quirks.stale_keepalive, sim.answered_at.get(transport)
+        return limit is not None and answered is not None and state.clock() - answered > limit
+
+    def _finish(response: web.StreamResponse) -> web.StreamResponse:
+        """The quirks every answer shares: a skewed ``Date`` header, a byte order mark."""
+        if not isinstance(response, web.Response) or isinstance(response, _Dropped) or response.prepared:
+            return response
+        quirks = sim.quirks
+        if quirks.clock_skew:
+            response.headers["Date"] = formatdate(time.time() + quirks.clock_skew, usegmt=True)
+        body = response.body
+        if quirks.bom and response.content_type == "application/json" and isinstance(body, bytes):
+            response.body = _BOM + body
+        return response
+
+    async def _serve(request: web.Request, handler: Handler) -> web.StreamResponse:
         state.in_flight += 1
         state.in_flight_max = max(state.in_flight_max, state.in_flight)
         state.note_arrival()
@@ -258,6 +383,7 @@ def build_app(sim: Simulation) -> web.Application:
     # -- login ---------------------------------------------------------------------------------
 
     async def _password_login(request: web.Request) -> tuple[dict[str, Any] | None, web.Response | None]:
+        await _login_delay()
         try:
             body = await _json_body(request)
         except ValueError as exc:
@@ -289,7 +415,12 @@ def build_app(sim: Simulation) -> web.Application:
         assert answer is not None
         return web.json_response({"Authorization": f"Bearer {answer['access_token']}"})
 
+    async def _login_delay() -> None:
+        if sim.quirks.login_delay:
+            await asyncio.sleep(sim.quirks.login_delay)
+
     async def api_key_token(request: web.Request) -> web.Response:
+        await _login_delay()
         if request.query.get("audience") != "emedgene" or request.query.get("grant_type") != "api_key":
             state.login_failures += 1
             return _error(400, "audience=emedgene and grant_type=api_key query parameters are required")
@@ -324,11 +455,34 @@ def build_app(sim: Simulation) -> web.Application:
         except ValueError as exc:
             return _error(400, str(exc))
         size = min(size, config.page_size_cap)
+        quirks = sim.quirks
+        offset = 0 if quirks.ignore_from else offset
         if state.endless_list:
-            return web.json_response(_endless_page(offset, size))
+            return _status_json(sim, _endless_page(sim, offset, size))
         cases = state.listed()
+        if quirks.list_order == "newest_first":
+            cases.reverse()
         page = cases[offset : offset + size]
-        return web.json_response({"hits": [_summary(sim, c) for c in page], "total": len(cases)})
+        if quirks.shuffle_first_page and offset == 0:
+            page = sim.shuffled(page)
+        answer: dict[str, Any] = {"hits": [_summary(sim, c) for c in page]}
+        totals = {"exact": len(cases), "negative": -1, "zero": 0, "page": len(page), "null": None}
+        if quirks.list_total in totals:
+            answer["total"] = totals[quirks.list_total]
+        response = _status_json(sim, answer)
+        _churn(quirks.list_churn)
+        return response
+
+    def _churn(churn: str | None) -> None:
+        """After a list page: the ``list_churn`` quirk creates a filler case, or takes the newest
+        listed case off the list."""
+        if churn == "insert":
+            state.create_case(copy.deepcopy(FILLER_CASE), filler=True)
+        elif churn == "delete":
+            listed = state.listed()
+            if listed:
+                listed[-1].unlisted = True
+                state.churn_deletes += 1
 
     async def create_case(request: web.Request) -> web.Response:
         try:
@@ -348,6 +502,9 @@ def build_app(sim: Simulation) -> web.Application:
     def _find(request: web.Request) -> SimCase | web.Response:
         name = request.match_info["name"]
         case = state.cases.get(name)
+        if case is not None and state.clock() - case.created_at < sim.quirks.read_lag:
+            state.read_lag_404s += 1
+            case = None
         return case if case is not None else _error(404, f"Case {name} not found")
 
     async def get_case(request: web.Request) -> web.Response:
@@ -359,7 +516,7 @@ def build_app(sim: Simulation) -> web.Application:
         fields = request.query.getall("test_fields", [])
         if fields:
             full = {k: v for k, v in full.items() if k == "name" or k in fields}
-        return web.json_response(full)
+        return _status_json(sim, full)
 
     def _delivered(case: SimCase) -> web.Response | None:
         if not state.is_delivered(case):
@@ -370,7 +527,14 @@ def build_app(sim: Simulation) -> web.Application:
     def _records(case: SimCase, kind: str) -> web.Response:
         """The case's candidates or export. A case with ``simulator_variants`` (a benchmark's
         200,000-variant export) has its answer serialised once and kept, so a client's throughput
-        is not the simulator's JSON encoder."""
+        is not the simulator's JSON encoder. The ``results_short`` quirk cuts the answer short and
+        says so in a ``total`` beside the records."""
+        short = sim.quirks.results_short
+        if short is not None:
+            make = candidates_for if kind == "candidates" else variants_for
+            records = make(case.name, case.variant_count)
+            key = "hits" if kind == "candidates" else config.export_key
+            return web.json_response({key: records[:short], "total": len(records)})
         if case.variant_count is None:
             if kind == "candidates":
                 return web.json_response({"hits": candidates_for(case.name)})
@@ -470,6 +634,17 @@ def build_app(sim: Simulation) -> web.Application:
             return _error(400, str(exc))
         return web.json_response({"rate": sim.faults.rate, "kinds": list(sim.faults.rate_kinds)})
 
+    async def admin_quirks(request: web.Request) -> web.Response:
+        if request.method == "POST":
+            try:
+                changes = await _json_body(request)
+                if not isinstance(changes, dict):
+                    raise ValueError('expected a JSON object of quirk names and values, e.g. {"read_lag": 2}')
+                sim.set_quirks(**changes)
+            except ValueError as exc:
+                return _error(400, str(exc))
+        return web.json_response(sim.quirks.to_json())
+
     def _admin_action(action: Callable[[], None], done: str) -> Handler:
         async def handle(request: web.Request) -> web.Response:
             action()
@@ -494,6 +669,8 @@ def build_app(sim: Simulation) -> web.Application:
     app.router.add_post(ADMIN_PREFIX + "faults", admin_fault)
     app.router.add_post(ADMIN_PREFIX + "fault-rate", admin_fault_rate)
     app.router.add_post(ADMIN_PREFIX + "list", admin_list)
+    app.router.add_get(ADMIN_PREFIX + "quirks", admin_quirks)
+    app.router.add_post(ADMIN_PREFIX + "quirks", admin_quirks)
     app.router.add_post(ADMIN_PREFIX + "tokens/revoke", _admin_action(state.revoke_tokens, "Tokens revoked"))
     app.router.add_post(ADMIN_PREFIX + "tokens/expire", _admin_action(state.expire_tokens, "Tokens expired"))
     app.router.add_post(ADMIN_PREFIX + "reset", _admin_action(sim.reset, "Simulator reset"))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from emedgene_provider.client import status as st
+from emedgene_provider.testing.quirks import Quirks
 from emedgene_provider.testing.state import TOKEN_STYLES
 
 DEFAULT_USERNAME = "lab-user"
@@ -38,6 +39,7 @@ class SimulatorConfig:
     :param endless_list: ``GET /api/test`` never runs out of pages.
     :param custom_statuses: the lab's custom statuses (between Delivered and Finalized): an
         ``outcome`` among them is reached through Delivered, and they count as delivered.
+    :param quirks: how the tenant lags, skews and lies (:class:`Quirks`); ``reset`` restores these.
     """
 
     host: str = "127.0.0.1"
@@ -59,8 +61,11 @@ class SimulatorConfig:
     list_lag: float = 0.0
     list_lag_max: float | None = None
     endless_list: bool = False
+    quirks: Quirks = field(default_factory=Quirks)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.quirks, Quirks):
+            raise ValueError(f"quirks must be a Quirks, not {type(self.quirks).__name__}")
         check_list_options(self.list_lag, self.list_lag_max)
         object.__setattr__(self, "custom_statuses", tuple(self.custom_statuses))
         for custom in self.custom_statuses:

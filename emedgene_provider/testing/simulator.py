@@ -20,7 +20,6 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlencode
@@ -39,6 +38,7 @@ from emedgene_provider.testing.config import (
     SimulatorConfig,
 )
 from emedgene_provider.testing.faults import Fault
+from emedgene_provider.testing.quirks import Quirks
 from emedgene_provider.testing.state import TOKEN_STYLES
 
 T = TypeVar("T")
@@ -173,6 +173,7 @@ class EmedgeneSimulator:
     :param endless_list: ``GET /api/test`` never runs out of pages.
     :param custom_statuses: the lab's custom statuses; :meth:`connection_json` declares them in the
         connection extra ``custom_statuses``, as a lab would.
+    :param quirks: how the tenant lags, skews and lies (:class:`Quirks`); :meth:`reset` restores these.
     """
 
     def __init__(
@@ -197,6 +198,7 @@ class EmedgeneSimulator:
         list_lag: float = 0.0,
         list_lag_max: float | None = None,
         endless_list: bool = False,
+        quirks: Quirks | None = None,
     ) -> None:
         self.config = SimulatorConfig(
             host=host, port=port, username=username, password=password, api_key=api_key,
@@ -204,6 +206,7 @@ class EmedgeneSimulator:
             token_style=token_style, tls=tls, cert=cert, key=key, seed=seed, outcome=outcome,
             export_key=export_key, custom_statuses=tuple(custom_statuses),
             list_lag=list_lag, list_lag_max=list_lag_max, endless_list=endless_list,
+            quirks=Quirks() if quirks is None else quirks,
         )  # fmt: skip
         self._server = SimulatorServer(self.config)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -403,6 +406,16 @@ class EmedgeneSimulator:
 
         self._call(change)
 
+    def set_quirks(self, **changes: Any) -> Quirks:
+        """Change the named quirks now, keeping the others, and return the quirks in force;
+        ValueError for an unknown name or a bad value. :meth:`reset` restores the configured ones."""
+        return self._call(lambda: self._server.simulation.set_quirks(**changes))
+
+    @property
+    def quirks(self) -> Quirks:
+        """The quirks in force."""
+        return self._server.simulation.quirks
+
     def revoke_tokens(self) -> None:
         """Forget every token: the next authenticated call answers 401."""
         self._call(self._server.simulation.state.revoke_tokens)
@@ -412,7 +425,7 @@ class EmedgeneSimulator:
         self._call(self._server.simulation.state.expire_tokens)
 
     def reset(self) -> None:
-        """Clear cases, tokens, counters and faults."""
+        """Clear cases, tokens, counters and faults; restore the configured list options and quirks."""
         self._call(self._server.simulation.reset)
 
     def __repr__(self) -> str:
@@ -465,7 +478,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STATUS",
         help="a lab custom status, between Delivered and Finalized (repeatable)",
     )
+    parser.add_argument(
+        "--quirk",
+        action="append",
+        dest="quirks",
+        metavar="NAME=VALUE",
+        help=f"a quirk, VALUE as JSON or else a string (repeatable): {', '.join(Quirks.names())}",
+    )
     return parser
+
+
+def parse_quirks(items: Sequence[str]) -> Quirks:
+    """``--quirk NAME=VALUE`` options as :class:`Quirks` (VALUE is JSON, or else a plain string)."""
+    changes: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--quirk takes NAME=VALUE, not {item!r}")
+        try:
+            changes[name.strip()] = json.loads(raw)
+        except ValueError:
+            changes[name.strip()] = raw
+    return Quirks.from_json(changes)
 
 
 async def serve(config: SimulatorConfig) -> None:
@@ -495,7 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = {k: v for k, v in vars(args).items() if v is not None}
         if "custom_statuses" in options:
             options["custom_statuses"] = tuple(options["custom_statuses"])
-        config = SimulatorConfig(**{**asdict(SimulatorConfig()), **options})
+        options["quirks"] = parse_quirks(options.get("quirks", ()))
+        config = SimulatorConfig(**options)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -503,7 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["EmedgeneSimulator", "SimulatorServer", "main", "serve"]
+__all__ = ["EmedgeneSimulator", "SimulatorServer", "main", "parse_quirks", "serve"]
 
 if __name__ == "__main__":
     sys.exit(main())

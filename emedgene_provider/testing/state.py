@@ -16,7 +16,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Literal
 
 from emedgene_provider.client import status as st
@@ -34,7 +33,7 @@ class SimCase:
     name: str
     body: dict[str, Any]
     created_at: float  # monotonic, drives the lifecycle
-    created_iso: str  # wall clock, what the API shows
+    created_epoch: float  # wall clock (Unix seconds), what the API shows as ``created``
     outcome: str
     manual_status: str | None = None
     #: Monotonic time from which ``GET /api/test`` lists it (the search index's lag).
@@ -46,6 +45,8 @@ class SimCase:
     #: ``extra_data.simulator_variants``: how many variants its export and candidates hold (a
     #: 200,000-variant export for benchmarks); None for the usual 5 to 40.
     variant_count: int | None = None
+    #: Out of ``GET /api/test`` for good (the ``list_churn="delete"`` quirk); still readable by name.
+    unlisted: bool = False
 
     @property
     def test_data(self) -> dict[str, Any]:
@@ -156,6 +157,12 @@ class SimState:
     list_lag_max: float | None = None
     #: ``GET /api/test`` never runs out of pages (invented entries, a ``total`` always ahead).
     endless_list: bool = False
+    #: Quirk counters: reads by name refused by ``read_lag``; requests dropped by ``stale_keepalive``;
+    #: filler cases created and cases taken off the list by ``list_churn``.
+    read_lag_404s: int = 0
+    stale_drops: int = 0
+    churn_inserts: int = 0
+    churn_deletes: int = 0
     _next_number: int = 0
     _lag_rng: random.Random = field(default_factory=random.Random)
 
@@ -187,11 +194,16 @@ class SimState:
         self.requests.clear()
         self.connections_opened = 0
         self.arrivals.clear()
+        self.read_lag_404s = self.stale_drops = self.churn_inserts = self.churn_deletes = 0
 
     # -- cases ---------------------------------------------------------------------------------
 
-    def create_case(self, body: dict[str, Any]) -> SimCase:
-        """Store a (validated) case and give it the next ``EMG`` + 9 digits name."""
+    def create_case(self, body: dict[str, Any], *, filler: bool = False) -> SimCase:
+        """Store a (validated) case and give it the next ``EMG`` + 9 digits name.
+
+        A ``filler`` (the tenant's own traffic, from the ``list_churn`` quirk) is listed at once and
+        counted in ``churn_inserts``, not in ``cases_created``: that counter stays what clients made.
+        """
         name = f"EMG{self._next_number:09d}"
         self._next_number += 1
         extra = body.get("test_data", {}).get("extra_data") or {}
@@ -203,14 +215,17 @@ class SimState:
             name=name,
             body=body,
             created_at=now,
-            listed_at=now + self.lag(),
-            created_iso=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            listed_at=now if filler else now + self.lag(),
+            created_epoch=time.time(),
             outcome=str(outcome) if isinstance(outcome, str) and outcome.strip() else self.outcome,
             scripted=tuple(str(s) for s in scripted) if isinstance(scripted, list) else (),
             variant_count=_variant_count(count),
         )
         self.cases[name] = case
-        self.cases_created += 1
+        if filler:
+            self.churn_inserts += 1
+        else:
+            self.cases_created += 1
         return case
 
     def lag(self) -> float:
@@ -222,7 +237,7 @@ class SimState:
     def listed(self) -> list[SimCase]:
         """The cases ``GET /api/test`` shows now, in creation order: those past their list lag."""
         now = self.clock()
-        return [case for case in self.cases.values() if case.listed_at <= now]
+        return [case for case in self.cases.values() if case.listed_at <= now and not case.unlisted]
 
     def status_of(self, case: SimCase) -> str:
         return status_at(case, self.clock(), self.stage_seconds, self.custom_statuses)
@@ -314,4 +329,8 @@ class SimState:
             "in_flight_max": self.in_flight_max,
             "connections_opened": self.connections_opened,
             "peak_requests_per_second": self.peak_requests_per_second(),
+            "read_lag_404s": self.read_lag_404s,
+            "stale_drops": self.stale_drops,
+            "churn_inserts": self.churn_inserts,
+            "churn_deletes": self.churn_deletes,
         }
