@@ -1142,7 +1142,7 @@ class TestRequestsThatCannotBeSentOrPaged:
         def refuse(*args, **kwargs):
             raise requests.exceptions.InvalidHeader("Invalid leading whitespace in header value")
 
-        monkeypatch.setattr(client.session, "request", refuse)
+        monkeypatch.setattr(requests.Session, "request", refuse)  # a create has a session of its own
         with pytest.raises(EmedgeneConfigError) as info:
             client.create_case(CASE_JSON)
         assert str(info.value) == (

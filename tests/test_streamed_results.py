@@ -2,7 +2,7 @@
 returns, errors are today's errors, and no partial file is ever left where the export belongs.
 
 Three levels: :class:`~emedgene_provider.client.records.RecordStream` against the in-memory path
-(``interpret`` + ``field_of``) on generated answers cut into random chunks (hypothesis); the hook
+(``interpret`` + ``records_of``) on generated answers cut into random chunks (hypothesis); the hook
 and the operators against the simulator; and a small scripted HTTP server for what the simulator
 does not send (broken or truncated JSON, a connection cut mid-answer). The memory test runs the
 simulator in its own process, so that only the client's allocations are traced.
@@ -37,7 +37,7 @@ from emedgene_provider.client.errors import (
     EmedgeneUnexpectedResponseError,
 )
 from emedgene_provider.client.records import RecordStream
-from emedgene_provider.client.responses import field_of, interpret
+from emedgene_provider.client.responses import interpret, records_of
 from emedgene_provider.hooks.emedgene import PARTIAL_SUFFIX, EmedgeneHook
 from emedgene_provider.operators.emedgene import EmedgeneExportCaseOperator, EmedgeneGetCandidatesOperator
 
@@ -59,7 +59,7 @@ def _same(a: Any, b: Any) -> bool:
 def _in_memory(body: bytes, keys: tuple[str, ...] = EXPORT_KEYS) -> tuple[Any, ...]:
     """What the in-memory path makes of a 200 answer: ("ok", list) or ("error", type, message)."""
     try:
-        return "ok", field_of(CALL, interpret(CALL, 200, HEADERS, body, _keep), *keys)
+        return "ok", records_of(CALL, interpret(CALL, 200, HEADERS, body, _keep), *keys)
     except EmedgeneError as exc:
         return "error", type(exc), str(exc)
 

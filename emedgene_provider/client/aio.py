@@ -25,12 +25,12 @@ import aiohttp
 import tenacity
 
 from emedgene_provider.client import endpoints
-from emedgene_provider.client.auth import TOKEN_CACHE, Token, TokenCache, login_request
+from emedgene_provider.client.auth import TOKEN_CACHE, Token, TokenCache, log_login, login_request
 from emedgene_provider.client.config import ClientConfig, load_ca_bundle
 from emedgene_provider.client.endpoints import ApiCall
 from emedgene_provider.client.errors import EmedgeneError, EmedgeneNotFoundError
+from emedgene_provider.client.paging import KeyLookup
 from emedgene_provider.client.ratelimit import RateLimiter, limiter_for, pause_for_answer
-from emedgene_provider.client.reconcile import KeyLookup
 from emedgene_provider.client.responses import (
     AuthRejected,
     field_of,
@@ -261,7 +261,7 @@ class AsyncEmedgeneClient:
             )
 
         token = await self._with_retries(login_call, attempt)
-        log.info("Emedgene: logged in (%s)", creds.describe())
+        log_login(creds, token)
         return token
 
     async def token(self) -> Token:
@@ -318,8 +318,9 @@ class AsyncEmedgeneClient:
         max_pages: int | None = None,
         not_matching: set[str] | None = None,
     ) -> dict[str, Any] | None:
-        """The newest case stamped with ``key`` (``name``, ``status``, ``created``), or None; the same
-        look-up as the sync client's ``cases_with_idempotency_key`` (:class:`KeyLookup`)."""
+        """The newest case stamped with ``key`` (``name``, ``status``, ``created``), or None when the
+        list, read consistently, lacks it; the same look-up as the sync client's
+        ``cases_with_idempotency_key`` (:class:`KeyLookup`), raising as it does."""
         lookup = KeyLookup(key, since=since, max_pages=max_pages, not_matching=not_matching)
         while (call := lookup.next_page()) is not None:
             lookup.take_page(call, await self.call(call))
@@ -331,10 +332,9 @@ class AsyncEmedgeneClient:
                     details = await self.call(detail_call)
                 except EmedgeneNotFoundError:  # deleted between the list and the read
                     continue
-            found = lookup.match(hit, details)
-            if found is not None:
-                return found
-        return None
+            if lookup.match(hit, details) is not None:
+                break
+        return lookup.outcome()
 
 
 # -- one client per tenant per event loop -------------------------------------------------------

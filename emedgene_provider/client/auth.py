@@ -14,11 +14,13 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -215,20 +217,27 @@ class TokenCache:
     """Tokens shared by every client in the process, one per tenant and set of credentials.
 
     Many hooks in many threads, and thousands of waits in one triggerer, must make one login, not
-    one each. Threads: a caller that finds no valid token takes the key's lock, looks again, and
-    only then logs in. Event loops: :meth:`obtain` runs one login per key and loop as a task (a
-    *flight*) that every caller without a token awaits, so they are all released in the same turn
-    of the loop when it lands (an ``asyncio.Lock`` would wake them one per turn: at 5,000 waits
-    the last one got its first poll half a minute late). Invalidation names the token it saw
-    rejected, so a token another caller has just renewed is not thrown away.
+    one each: one login per key is in flight at a time, and its outcome, token or error, is the
+    answer of every caller that came while it flew. Threads: :meth:`obtain_blocking`, the login
+    run by the first caller's thread. Event loops: :meth:`obtain`, the login a task on the loop
+    that every caller awaits, so they are all released in the same turn of the loop when it lands
+    (an ``asyncio.Lock`` would wake them one per turn: at 5,000 waits the last one got its first
+    poll half a minute late). The two kinds of flight are kept apart because neither side can wait
+    for the other's: a thread cannot await a task bound to a loop it does not run, and a loop must
+    not block on a thread's login (its aiohttp session belongs to it; a requests session would
+    stall every wait of the triggerer). Invalidation names the token it saw rejected, so a token
+    another caller has just renewed is not thrown away.
     """
 
     def __init__(self) -> None:
         self._tokens: dict[tuple[str, ...], Token] = {}
-        self._locks: dict[tuple[str, ...], threading.Lock] = {}
         self._flights: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[tuple[str, ...], asyncio.Task[Token]]
         ] = weakref.WeakKeyDictionary()
+        #: Logins in flight in threads, and the process they fly in: a forked child (Airflow's
+        #: executors fork) has none of its parent's threads, so it must not wait for their logins.
+        self._thread_flights: dict[tuple[str, ...], Future[Token]] = {}
+        self._pid = os.getpid()
         self._guard = threading.Lock()
 
     def get(self, key: tuple[str, ...]) -> Token | None:
@@ -243,9 +252,41 @@ class TokenCache:
             if self._tokens.get(key) is token:
                 del self._tokens[key]
 
-    def lock(self, key: tuple[str, ...]) -> threading.Lock:
+    def obtain_blocking(self, key: tuple[str, ...], login: Callable[[], Token]) -> Token:
+        """A valid token for ``key``, from the cache or from the one login in flight among threads.
+
+        A caller without a token runs ``login`` in its own thread if no login for the key is in
+        flight, and otherwise waits for that one: a login slower than the timeout costs its retries
+        once, not once per thread, and a failed login raises its error in every caller that waited
+        for it. The next caller after a failure starts a new login. No lock is held while logging in.
+        """
+        token = self.get(key)
+        if token is not None:
+            return token
         with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
+            token = self.get(key)
+            if token is not None:
+                return token
+            if self._pid != os.getpid():
+                self._thread_flights, self._pid = {}, os.getpid()
+            flight = self._thread_flights.get(key)
+            leading = flight is None
+            if flight is None:
+                flight = self._thread_flights[key] = Future()
+        if not leading:
+            return flight.result()
+        try:
+            token = login()
+            self.put(key, token)  # stored before the flight lands: no caller sees neither
+            flight.set_result(token)
+            return token
+        except BaseException as exc:
+            flight.set_exception(exc)
+            raise
+        finally:
+            with self._guard:
+                if self._thread_flights.get(key) is flight:
+                    del self._thread_flights[key]
 
     async def obtain(self, key: tuple[str, ...], login: Callable[[], Awaitable[Token]]) -> Token:
         """A valid token for ``key``, from the cache or from the one login in flight on this loop.
@@ -296,6 +337,13 @@ class TokenCache:
     def clear(self) -> None:
         with self._guard:
             self._tokens.clear()
+
+
+def log_login(creds: Credentials, token: Token) -> None:
+    """The line both clients log for a login: which flow, as whom, and how long the token lasts."""
+    log.info(
+        "Emedgene: logged in (%s); token valid for %.0f s", creds.describe(), token.expires_at - time.time()
+    )
 
 
 def _report_failed_login(flight: asyncio.Task[Token]) -> None:

@@ -83,6 +83,13 @@ class EmedgeneUnexpectedResponseError(EmedgeneError):
     due, a success without the expected field)."""
 
 
+class EmedgeneListInconsistentError(EmedgeneUnavailableError, EmedgeneUnexpectedResponseError):
+    """The case list could not be read consistently: it moved while it was paged (a case deleted
+    above the page being read), ignored ``from``, or never ended. Such a listing proves nothing about
+    what it lacks, so this is an :class:`EmedgeneUnavailableError` (whoever waits for a key to appear
+    looks again and never takes it for absence) and an unexpected answer (the paging contract broke)."""
+
+
 class EmedgeneCreatePendingError(EmedgeneAmbiguousCreateError):
     """A create is unclear and its idempotency key is not in the tenant's list yet, and the caller
     asked not to wait for the reconcile window here (a deferrable operator waits in the triggerer).

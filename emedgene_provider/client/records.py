@@ -3,8 +3,7 @@
 :class:`RecordStream` is fed the body of a 2xx answer chunk by chunk and writes the records of its
 ``hits`` (or ``variants``) list to an output as a JSON array, **byte for byte as the server sent
 them**: the written file is the array's own text (the server's key order and spacing), so
-``json.loads`` of it equals what the in-memory path (``interpret`` then ``field_of``) returns. (The
-operators used to write ``json.dumps(records, sort_keys=True)``: same values, other bytes.)
+``json.loads`` of it equals what the in-memory path (``interpret`` then ``records_of``) returns.
 
 How, and why this way (measured on a 200,000-variant, 87 MB export, one core):
 
@@ -21,12 +20,18 @@ How, and why this way (measured on a 200,000-variant, 87 MB export, one core):
   and last records and everything around the array: the answer is accepted exactly when
   ``json.loads`` would accept it.
 - Until the list starts, every byte is kept: an answer that is not a JSON object, lacks the list,
-  or is otherwise odd before the list is handed whole to ``interpret``/``field_of``, so it fails
-  (or succeeds) exactly as in memory. After the list, the rest is kept and read at the end
-  (normally ``}``); a second ``hits``/``variants`` list there is compared with the streamed one
-  by CRC-32 and length of its text (a server sends the same list with the same bytes), and
-  ``field_of`` decides as it does in memory. The one difference, failing closed: two lists equal
-  in value but spelt differently (``[1]``, ``[1.0]``) are refused as differing.
+  or is otherwise odd before the list (a top-level key twice included) is handed whole to
+  ``interpret``/``records_of``, so it fails (or succeeds) exactly as in memory. After the list,
+  the rest is kept and read at the end (normally ``}``); a second ``hits``/``variants`` list there
+  is compared with the streamed one by CRC-32 and length of its text (a server sends the same list
+  with the same bytes), and ``field_of`` decides as it does in memory. The one difference, failing
+  closed: two lists equal in value but spelt differently (``[1]``, ``[1.0]``) are refused as
+  differing.
+- The answer's own members are checked as in memory: a top-level key twice is refused, and so is
+  a ``total`` (before or after the list) that claims more records than the list holds, once the
+  list is written (the caller removes the file). The records are data, written as sent: a key
+  twice *inside* a record is not looked for here (in memory, :func:`parse_json` refuses it), as
+  that would cost the parse this module avoids. A leading UTF-8 byte order mark is dropped.
 - A broken answer's error is the in-memory path's, in the same words (taken from the first
   64 KiB, as many as it reads for them); an error answer (not 2xx) is never streamed.
 
@@ -36,6 +41,7 @@ A broken answer may be buffered up to the connection's ``max_response_mb`` befor
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import zlib
@@ -46,7 +52,15 @@ from typing import Any, NoReturn, Protocol
 
 from emedgene_provider.client.endpoints import ApiCall
 from emedgene_provider.client.errors import EmedgeneUnexpectedResponseError
-from emedgene_provider.client.responses import Scrub, decode_json, field_of, interpret
+from emedgene_provider.client.responses import (
+    Scrub,
+    check_total,
+    decode_json,
+    duplicate_key,
+    field_of,
+    interpret,
+    records_of,
+)
 from emedgene_provider.client.wire import ERROR_BODY_BYTES, too_large
 
 #: About how many bytes of records are checked and written at once.
@@ -178,7 +192,7 @@ class RecordStream:
         # records are read with json (to learn the separator), the fewer the better.
         self._next_cut = _FIRST_CUT_BYTES
         self._keys_seen: dict[str, Any] = {}  # top-level key -> value ({} stand-in for non-lists)
-        self._streamed_key: str | None = None
+        self._total: Any = None  # the answer's ``total``, before or after the list
         self._crc = 0
         self._length = 0
         self._separator: bytes | None = None  # the bytes between two records, up to the 2nd's first key
@@ -238,7 +252,9 @@ class RecordStream:
                 self._walk(final=True)
             if self._phase != _SUFFIX:
                 raise _Broken
-            return self._after_list()
+            count = self._after_list()
+            check_total(self.call, count, self._total)
+            return count
         except (_Broken, _Incomplete):
             self._not_json()
 
@@ -246,6 +262,9 @@ class RecordStream:
 
     def _find_list(self, *, final: bool) -> None:
         """Read the top-level object's members up to the list, which then starts streaming."""
+        if self._buf.startswith(codecs.BOM_UTF8):  # a byte order mark: dropped, as in memory
+            del self._buf[:3]
+            self._ascii = self._buf.isascii()
         try:
             text = _text(self._buf, final)
         except _Broken:
@@ -269,16 +288,17 @@ class RecordStream:
                 key, i = self._string(text, i)
                 i = self._colon(text, i)
                 if key in seen:
-                    self._phase = _WHOLE  # a repeated key: the last one counts, as in memory
+                    self._phase = _WHOLE  # a repeated key: refused in memory's words
                     return
                 seen.add(key)
                 if key in self.keys and text[i] == "[":
-                    self._streamed_key = key
                     self._keys_seen[key] = _Streamed
                     del self._buf[: _byte_offset(text, i)]
                     self._phase = _ARRAY
                     return
-                _, i = _raw_decode(text, i)
+                value, i = _raw_decode(text, i)
+                if key == "total":
+                    self._total = value
                 self._keys_seen[key] = {}  # not a list, or not one of ``keys``: not the answer
                 i = _ws(text, i)
                 if i == len(text):
@@ -314,10 +334,10 @@ class RecordStream:
         return index
 
     def _in_memory(self) -> int:
-        """The whole answer, kept: what ``interpret`` and ``field_of`` make of it, written as JSON."""
+        """The whole answer, kept: what ``interpret`` and ``records_of`` make of it, written as JSON."""
         body = bytes(self._buf)
         parsed = interpret(self.call, self.status, self.headers, body, self.scrub)
-        records = field_of(self.call, parsed, *self.keys)
+        records = records_of(self.call, parsed, *self.keys)
         self._write(json.dumps(records).encode("utf-8"))
         self.count = len(records)
         return self.count
@@ -441,6 +461,7 @@ class RecordStream:
     def _after_list(self) -> int:
         """Read the rest of the object; ``field_of`` chooses between the lists, as in memory."""
         text = _text(self._buf, True)
+        twice: str | None = None
         try:
             i = _ws(text, 0)
             while text[i] == ",":
@@ -450,8 +471,10 @@ class RecordStream:
                 key, i = self._string(text, i)
                 i = self._colon(text, i)
                 value, end = _raw_decode(text, i)
-                if key in self._keys_seen and self._keys_seen[key] is _Streamed:
-                    self._streamed_key = None  # overridden: the last one counts
+                if key in self._keys_seen and twice is None:
+                    twice = key  # a contradiction: refused as in memory, once the rest is JSON
+                if key == "total":
+                    self._total = value
                 if key in self.keys and isinstance(value, list):
                     self._keys_seen[key] = (value, text[i:end])
                 else:
@@ -461,6 +484,8 @@ class RecordStream:
                 raise _Broken
         except IndexError:
             raise _Broken from None
+        if twice is not None:
+            raise duplicate_key(self.call, self.status, twice, bytes(self._head), self.scrub)
         return self._choose()
 
     def _choose(self) -> int:
@@ -485,10 +510,7 @@ class RecordStream:
                 records, text = value
                 raw = text.encode("utf-8")
                 streamed = (zlib.crc32(raw), len(raw)) == (self._crc, self._length)
-                if self._streamed_key is not None and streamed:
-                    number = same(("streamed", self._crc, self._length))
-                else:
-                    number = same(("list", records))
+                number = same(("streamed", self._crc, self._length) if streamed else ("list", records))
                 chosen.setdefault(number, value)
             else:
                 stand_in[key] = value

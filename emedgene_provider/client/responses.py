@@ -8,6 +8,7 @@ the parsed JSON, or one of: :class:`AuthRejected` (the client renews its token a
 
 from __future__ import annotations
 
+import codecs
 import html
 import json
 import re
@@ -81,7 +82,7 @@ def server_words(body: bytes, content_type: str = "", scrub: Scrub = _keep) -> s
             else _TAGS.sub(" ", body.decode("utf-8", "replace"))
         )
         return _trimmed("HTML page: " + html.unescape(text))
-    text = body.decode("utf-8", "replace")
+    text = body.decode("utf-8-sig", "replace")
     try:
         parsed = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python goes
@@ -102,12 +103,70 @@ def _where(call: ApiCall) -> str:
     return f"{call.method} {call.path}"
 
 
+class DuplicateKey(Exception):
+    """A JSON object names ``key`` twice (internal): ``json`` would silently keep the last value."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads(text)``, raising :class:`DuplicateKey` for a key repeated within an object, at
+    any depth (``{"status": "Issue reported", "status": "Delivered"}`` must not read as Delivered).
+
+    Every object is checked as it is built (``object_pairs_hook``: about 1.6-2x ``json.loads``),
+    except on the hot path, a status answer: one flat object, whose keys are each followed by the
+    only colons outside strings, so as many colons in the text as keys parsed means none repeated.
+    """
+    if text.count("{") <= 1 and "[" not in text:
+        value = json.loads(text)
+        if not isinstance(value, dict) or text.count(":") == len(value):
+            return value
+    return json.loads(text, object_pairs_hook=_unique)
+
+
+def json_text(body: bytes) -> str:
+    """An answer's bytes as text for ``json``; a leading UTF-8 byte order mark is dropped (some
+    servers write one, and ``json`` refuses it)."""
+    return body.decode("utf-8-sig")
+
+
+def duplicate_key(call: ApiCall, status: int, key: str, body: bytes, scrub: Scrub) -> EmedgeneError:
+    """The error for an answer that names a key twice in one object: a contradiction, never a
+    value to choose. Not retried: the same server sends the same lie, and a second answer that
+    differed could not say which one was true; a wait ends on it as on any unexpected answer."""
+    words = trim(body.decode("utf-8", "replace").lstrip("\ufeff"), scrub=scrub)
+    return EmedgeneUnexpectedResponseError(
+        f"Emedgene {call.describe()}: the HTTP {status} answer to {_where(call)} names the key "
+        f"{trim(key, 80, scrub)!r} twice in one object; refusing to choose a value: {words}",
+        operation=call.operation,
+        case_name=call.case_name,
+        status_code=status,
+        server_message=words,
+    )
+
+
 def decode_json(call: ApiCall, status: int, body: bytes, content_type: str, scrub: Scrub) -> Any:
-    """The JSON body of a success, or :class:`EmedgeneUnexpectedResponseError` naming what came."""
-    if not body.strip():
+    """The JSON body of a success, or :class:`EmedgeneUnexpectedResponseError` naming what came
+    (not JSON, or a key twice in one object)."""
+    if not body.removeprefix(codecs.BOM_UTF8).strip():
         return None
     try:
-        return json.loads(body.decode("utf-8"))
+        return parse_json(json_text(body))
+    except DuplicateKey as dup:
+        raise duplicate_key(call, status, dup.key, body, scrub) from None
     except (ValueError, UnicodeDecodeError, RecursionError):
         words = server_words(body, content_type, scrub)
         raise EmedgeneUnexpectedResponseError(
@@ -198,6 +257,28 @@ def field_of(call: ApiCall, body: Any, *keys: str, kind: type | tuple[type, ...]
     )
 
 
+def records_of(call: ApiCall, body: Any, *keys: str) -> list[Any]:
+    """The records of a list answer (an export, candidates; ``field_of``'s rule), refusing an answer
+    whose ``total`` says it holds fewer (:func:`check_total`). An answer without ``total`` is taken
+    as complete."""
+    records = list(field_of(call, body, *keys))
+    check_total(call, len(records), body.get("total"))
+    return records
+
+
+def check_total(call: ApiCall, count: int, total: Any) -> None:
+    """Refuse an answer of ``count`` records whose ``total`` claims more: the API publishes no paging
+    for exports and candidates, so the rest cannot be fetched, and a file written from a short
+    answer would pass for the whole result. A ``total`` that is not a number says nothing."""
+    if isinstance(total, (int, float)) and not isinstance(total, bool) and total > count:
+        raise EmedgeneUnexpectedResponseError(
+            f"Emedgene {call.describe()}: the answer to {_where(call)} holds {count} record(s) but its "
+            f"'total' is {total}: an incomplete result, refused rather than taken as the whole",
+            operation=call.operation,
+            case_name=call.case_name,
+        )
+
+
 def status_field(call: ApiCall, body: Any) -> str:
     """The ``status`` of a case answer. A blank, missing or non-string status is an unexpected
     answer, not a status: a wait must neither end on it nor guess what it means. Both clients read
@@ -230,7 +311,15 @@ def interpret_login(
     facts: dict[str, Any] = {"operation": "login", "status_code": status}
     if 200 <= status < 300:
         try:
-            parsed: Any = json.loads(body.decode("utf-8"))
+            parsed: Any = parse_json(json_text(body))
+        except DuplicateKey as dup:
+            # Which token is ours would be a guess; the answer is not shown: it carries tokens.
+            raise EmedgeneUnexpectedResponseError(
+                f"Emedgene {creds.describe()}: HTTP {status} names the key {trim(dup.key, 80, scrub)!r} "
+                "twice in one object; refusing to choose a value (the answer is not shown: it "
+                "carries credentials)",
+                **facts,
+            ) from None
         except (ValueError, UnicodeDecodeError, RecursionError):
             parsed = None
         token = parse_token(parsed, default_lifetime=default_lifetime)
