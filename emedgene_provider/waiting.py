@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipException
 
 from emedgene_provider.client import status as lifecycle
-from emedgene_provider.client.errors import EmedgeneUnavailableError
+from emedgene_provider.client.errors import EmedgeneNotFoundError, EmedgeneUnavailableError
+from emedgene_provider.client.events import EventError, parse_status_event
 from emedgene_provider.client.polling import PollSchedule
 from emedgene_provider.client.status import WaitOutcome
 from emedgene_provider.exceptions import EmedgeneCaseFailedError
@@ -35,9 +36,8 @@ def status_list(value: str | Sequence[str] | None) -> list[str] | None:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-__all__ = [  # EmedgeneCaseFailedError lives in emedgene_provider.exceptions; importable here as before
+__all__ = [
     "DEFAULT_TARGETS",
-    "EmedgeneCaseFailedError",
     "check_case",
     "failed",
     "resume",
@@ -63,14 +63,25 @@ def check_case(
     *,
     soft_fail: bool = False,
     notice: lifecycle.UnrecognisedStatusNotice | None = None,
+    not_found_until: float | None = None,
 ) -> str | None:
     """The case's status if the wait is over, None if not yet; raises if the case failed.
 
     A tenant outage that outlasted the hook's retries is "not yet" (logged), not a failure. So is
     a status that is neither in the lifecycle nor in the connection's ``custom_statuses``: it is
-    warned about once per ``notice`` (one per wait; without one, at every check).
+    warned about once per ``notice`` (one per wait; without one, at every check). Until
+    ``not_found_until`` (epoch seconds), a 404 is "not visible yet" too (the tenant lagging behind
+    the case's create).
     """
-    status, done = _check(hook, case_name, targets, failures, soft_fail=soft_fail, notice=notice)
+    status, done = _check(
+        hook,
+        case_name,
+        targets,
+        failures,
+        soft_fail=soft_fail,
+        notice=notice,
+        not_found_until=not_found_until,
+    )
     return status if done else None
 
 
@@ -82,6 +93,7 @@ def _check(
     *,
     soft_fail: bool = False,
     notice: lifecycle.UnrecognisedStatusNotice | None = None,
+    not_found_until: float | None = None,
 ) -> tuple[str | None, bool]:
     """:func:`check_case`, also giving the status seen while waiting (None: no answer), which sets
     how long to sleep before the next check."""
@@ -89,6 +101,11 @@ def _check(
         status = hook.get_case_status(case_name)
     except EmedgeneUnavailableError as exc:
         log.warning("Emedgene case %s: %s; will check again", case_name, exc)
+        return None, False
+    except EmedgeneNotFoundError:
+        if not lifecycle.not_visible_yet(not_found_until, time.time()):
+            raise
+        log.info("Emedgene case %s: not visible yet (404: the tenant lags behind its create)", case_name)
         return None, False
     custom = hook.config.custom_statuses
     outcome = lifecycle.evaluate(status, targets, failures, custom)
@@ -111,6 +128,7 @@ def wait_blocking(
     poll_interval: float,
     timeout: float,
     max_poll_interval: float | None = None,
+    not_found_until: float | None = None,
 ) -> str:
     """Poll until the wait is over; raise on failure or when ``timeout`` seconds have passed.
 
@@ -124,7 +142,9 @@ def wait_blocking(
     custom = hook.config.custom_statuses
     last_seen: str | None = None  # through an outage, the stage last seen sets the wait, as in the trigger
     while True:
-        status, done = _check(hook, case_name, targets, failures, notice=notice)
+        status, done = _check(
+            hook, case_name, targets, failures, notice=notice, not_found_until=not_found_until
+        )
         if done and status is not None:
             return status
         last_seen = status if status is not None else last_seen
@@ -137,21 +157,19 @@ def wait_blocking(
 
 
 def resume(event: dict[str, Any] | None, *, soft_fail: bool = False) -> str:
-    """The case status of a trigger's success event; raise a clear error for anything else.
-
-    The event's ``"status"`` is read with :meth:`WaitOutcome.parse`, so an event written by an
-    earlier version of the provider (the same strings) resumes too."""
+    """The case status of a status trigger's success event; a clear error for anything else
+    (:func:`~emedgene_provider.client.events.parse_status_event` reads it)."""
     if not event:
         raise AirflowException("Emedgene trigger ended without an event")
-    kind = WaitOutcome.parse(event.get("status"))
-    case_name = event.get("case_name")
-    message = str(event.get("message") or "")
+    try:
+        parsed = parse_status_event(event)
+    except EventError as exc:
+        raise AirflowException(str(exc)) from None
+    kind, message = parsed["status"], parsed["message"]
     if kind is WaitOutcome.SUCCESS:
-        return str(event.get("case_status"))
+        return str(parsed["case_status"])
     if kind is WaitOutcome.FAILED:
-        raise failed(str(case_name), event.get("case_status"), soft_fail=soft_fail)
-    if kind is WaitOutcome.TIMEOUT:
-        if soft_fail:
-            raise AirflowSkipException(message)
-        raise AirflowException(message)
-    raise AirflowException(message or f"Emedgene trigger for case {case_name} failed: {event!r}")
+        raise failed(parsed["case_name"], parsed["case_status"], soft_fail=soft_fail)
+    if kind is WaitOutcome.TIMEOUT and soft_fail:
+        raise AirflowSkipException(message)
+    raise AirflowException(message or f"Emedgene trigger for case {parsed['case_name']} failed: {event!r}")

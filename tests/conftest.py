@@ -23,6 +23,7 @@ from airflow_fixtures import AirflowHome, FakeClock, airflow_run, connect
 
 from emedgene_provider.client import config, polling, ratelimit
 from emedgene_provider.client.auth import TOKEN_CACHE
+from emedgene_provider.client.claims import PROCESS_CLAIMS
 from emedgene_provider.hooks.emedgene import forget_connection_reads
 from emedgene_provider.testing import EmedgeneSimulator
 
@@ -37,9 +38,11 @@ def _clear_token_cache() -> Iterator[None]:
     connection read another test's triggers shared)."""
     TOKEN_CACHE.clear()
     forget_connection_reads()
+    PROCESS_CLAIMS.clear()
     yield
     TOKEN_CACHE.clear()
     forget_connection_reads()
+    PROCESS_CLAIMS.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -14,11 +14,22 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException, ResumableJobMixin
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
 from airflow_fixtures import FakeTI, creates, make_context, valid_case
 
 import emedgene_provider.exceptions as exceptions
 from emedgene_provider.client import errors
+from emedgene_provider.client.create import (
+    CheckCase,
+    CreateOnce,
+    CreateRecord,
+    Done,
+    NotFound,
+    Post,
+    Status,
+    failure_rule,
+)
 from emedgene_provider.client.status import (
     TERMINAL_OUTCOMES,
     TRIGGER_EVENT_OUTCOMES,
@@ -26,7 +37,7 @@ from emedgene_provider.client.status import (
     evaluate,
 )
 from emedgene_provider.exceptions import EmedgeneCaseFailedError
-from emedgene_provider.operators.emedgene import EmedgeneCreateCaseOperator
+from emedgene_provider.operators.emedgene import EmedgeneCreateCaseOperator, default_idempotency_key
 from emedgene_provider.waiting import resume
 
 # -- the Enum -----------------------------------------------------------------------------------------
@@ -35,19 +46,19 @@ from emedgene_provider.waiting import resume
 def test_the_values_are_the_strings_earlier_versions_wrote() -> None:
     """Events fired by the previous version carried these bare strings under "status"."""
     assert {o.value for o in TRIGGER_EVENT_OUTCOMES} == {"success", "failed", "timeout", "error"}
-    assert [o.value for o in WaitOutcome] == ["waiting", "success", "failed", "timeout", "error", "gone"]
+    assert [o.value for o in WaitOutcome] == ["waiting", "success", "failed", "timeout", "error"]
 
 
 def test_terminal_outcomes_are_all_but_waiting() -> None:
     assert set(WaitOutcome) - {WaitOutcome.WAITING} == TERMINAL_OUTCOMES
-    assert TRIGGER_EVENT_OUTCOMES < TERMINAL_OUTCOMES
+    assert TRIGGER_EVENT_OUTCOMES == TERMINAL_OUTCOMES  # a wait ends in one of these; it is the event
     assert not WaitOutcome.WAITING.is_terminal
     assert all(o.is_terminal for o in TERMINAL_OUTCOMES)
 
 
 def test_an_outcome_serializes_and_logs_as_its_value() -> None:
     assert json.dumps({"status": WaitOutcome.TIMEOUT}) == '{"status": "timeout"}'
-    assert str(WaitOutcome.GONE) == "gone" and f"{WaitOutcome.SUCCESS}" == "success"
+    assert str(WaitOutcome.FAILED) == "failed" and f"{WaitOutcome.SUCCESS}" == "success"
 
 
 @pytest.mark.parametrize(
@@ -131,34 +142,39 @@ class _Store(dict):  # type: ignore[type-arg]
         self[key] = value
 
 
-def test_a_recorded_case_that_is_gone_is_an_outcome_not_a_status(sim_conn) -> None:
-    """A 404 on the case an earlier try recorded is ``WaitOutcome.GONE``: neither active nor
-    succeeded, so the resumable-job path creates the case anew."""
-    op = EmedgeneCreateCaseOperator(task_id="create", case=valid_case(), wait_for_completion=False)
-    gone = op.get_job_status("EMG999999999", make_context())
-    assert gone is WaitOutcome.GONE
-    assert not op.is_job_active(gone) and not op.is_job_succeeded(gone)
+def test_a_recorded_case_that_is_gone_is_created_anew_not_waited_on() -> None:
+    """A 404 on the case an earlier try recorded (long after its create) means it is gone: the
+    create machine creates the case anew, and no status named "gone" is involved."""
+    record = CreateRecord("k", case_name="EMG999999999", case_at=0.0)
+    machine = CreateOnce("k", record, window=600.0)
+    assert machine.next_step(10_000.0) == CheckCase("EMG999999999")
+    machine.take(NotFound(), 10_000.0)
+    assert isinstance(machine.next_step(10_000.0), Post)
+    assert record.case_name is None
 
 
-def test_a_server_status_spelled_like_an_outcome_is_only_a_status(sim_conn) -> None:
-    """Only the member is the outcome: a case whose status happens to read "gone" is alive."""
-    op = EmedgeneCreateCaseOperator(task_id="create", case=valid_case(), wait_for_completion=False)
-    assert op.is_job_succeeded("gone")  # no wait: an existing, unfailed case is the job done
-    waiting = EmedgeneCreateCaseOperator(task_id="create", case=valid_case(), wait_for_completion=True)
-    assert waiting.is_job_active("gone")  # unknown status: waited on (fail closed)
+def test_a_server_status_spelled_like_an_outcome_is_only_a_status() -> None:
+    """A case whose status happens to read "gone" is alive: reattached, not created anew."""
+    for failures in (None, ["Analysis failed"]):
+        machine = CreateOnce("k", CreateRecord("k", case_name="EMG000000001"), failed=failure_rule(failures))
+        machine.next_step(1.0)
+        machine.take(Status("gone"), 1.0)
+        assert machine.next_step(1.0) == Done("EMG000000001", created=False)
 
 
 @pytest.mark.skipif(
-    ResumableJobMixin.__module__.endswith("_resumable_job_mixin"),
+    not AIRFLOW_V_3_3_PLUS,
     reason="Airflow 3.3's durable task state: below 3.3 a retry records no case to find gone",
 )
 def test_a_retry_whose_recorded_case_is_gone_creates_it_anew(sim_conn) -> None:
-    store = _Store({"emedgene_case_name": "EMG999999999"})
+    store = _Store()
     context = make_context(
         FakeTI(try_number=2),
         task_state_store=store,
         dag_run=SimpleNamespace(start_date=datetime.now(timezone.utc)),
     )
+    key = default_idempotency_key(context)
+    store.set("emedgene_create_attempt", CreateRecord(key, case_name="EMG999999999").to_json())
     name = EmedgeneCreateCaseOperator(task_id="create", case=valid_case(), wait_for_completion=False).execute(
         context
     )

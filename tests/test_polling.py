@@ -260,7 +260,10 @@ def test_a_trigger_serialized_by_the_previous_version_resumes() -> None:
     }
     module, _, name = classpath.rpartition(".")
     trigger = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(old_kwargs)))
-    assert trigger.serialize() == (classpath, {**old_kwargs, "max_poll_interval": None})
+    assert trigger.serialize() == (
+        classpath,
+        {**old_kwargs, "max_poll_interval": None, "not_found_until": None},
+    )
     assert trigger._schedule.max_poll_interval == 480.0
 
 

@@ -24,20 +24,23 @@ from airflow.providers.common.compat.sdk import TaskDeferred
 from airflow_fixtures import FakeTI
 
 from emedgene_provider.client import errors
-from emedgene_provider.client.reconcile import (
-    ADOPT,
-    CREATE_ANEW,
-    KEEP_WAITING,
-    CasePager,
+from emedgene_provider.client.create import (
+    Absent,
+    CreateOnce,
     CreateRecord,
-    KeyLookup,
+    Verdict,
     Window,
+    failure_rule,
     verdict,
 )
+from emedgene_provider.client.events import ReconcileOutcome
+from emedgene_provider.client.paging import CasePager, KeyLookup
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.operators.emedgene import EmedgeneCreateCaseOperator
 from emedgene_provider.testing import EmedgeneSimulator
-from emedgene_provider.triggers.emedgene import EVENT_ABSENT, EVENT_FOUND, EmedgeneCreateReconcileTrigger
+from emedgene_provider.triggers.emedgene import EmedgeneCreateReconcileTrigger
+
+EVENT_FOUND, EVENT_ABSENT = ReconcileOutcome.FOUND, ReconcileOutcome.ABSENT
 
 ROOT = Path(__file__).resolve().parent.parent
 CASE = json.loads((ROOT / "dags_examples" / "cases" / "trio-exome-vcf.json").read_text())
@@ -53,6 +56,11 @@ class TaskStateStore(dict):  # type: ignore[type-arg]
 
     def set(self, key: str, value: Any) -> None:
         self[key] = json.loads(json.dumps(value))  # only JSON survives a real store
+
+
+def _durable_case(store: dict[str, Any]) -> str | None:
+    """The case the durable create record names (the one place a retry finds it)."""
+    return (store.get("emedgene_create_attempt") or {}).get("case_name")
 
 
 def _context(try_number: int = 1, store: Any = "new") -> dict[str, Any]:
@@ -215,7 +223,6 @@ class TestOperator:
         name = _operator().execute(_context(1, store))
         assert sim.counters()["cases_created"] == 1 and _creates(sim) == 1
         if DURABLE:
-            assert store["emedgene_case_name"] == name
             assert store["emedgene_create_attempt"]["case_name"] == name
         else:
             assert store == {}  # Airflow 2.11: nothing durable to write to
@@ -296,7 +303,7 @@ class TestOperator:
         assert (store.get("emedgene_create_attempt") or {}).get("unclear_at") is not None or not DURABLE
         name = _operator().execute(_context(2, store))
         assert _creates(sim) == 1 and sim.counters()["cases_created"] == 1
-        assert store.get("emedgene_case_name") == (name if DURABLE else None)
+        assert _durable_case(store) == (name if DURABLE else None)
 
 
 # -- deferrable: the window passes in the triggerer ----------------------------------------------
@@ -335,7 +342,7 @@ class TestDeferrable:
         )
         name = _operator(deferrable=True).execute_reconciled(_context(1, store), event)
         assert name == event["case_name"]
-        assert store.get("emedgene_case_name") == (name if DURABLE else None)
+        assert _durable_case(store) == (name if DURABLE else None)
         assert _creates(sim) == 1 and sim.counters()["cases_created"] == 1
 
     def test_key_that_stays_absent_is_created_again_after_the_window(self, make_sim) -> None:
@@ -355,7 +362,7 @@ class TestDeferrable:
         assert _creates(sim) == 1  # the trigger itself never POSTs
         name = _operator(deferrable=True).execute_reconciled(_context(1, store), event)
         assert _creates(sim) == 2 and sim.counters()["cases_created"] == 1
-        assert store.get("emedgene_case_name") == (name if DURABLE else None)
+        assert _durable_case(store) == (name if DURABLE else None)
 
     def test_hook_without_waiting_says_the_window_is_open(self, make_sim) -> None:
         sim = make_sim(list_lag=30.0)
@@ -392,10 +399,11 @@ class TestDecisions:
     def test_verdict(self) -> None:
         real = CreateRecord("k", unclear_at=10.0)
         guess = CreateRecord("k", unclear_at=10.0, assumed=True)
-        assert verdict(None, real) == KEEP_WAITING
-        assert verdict({"name": "EMG1", "status": "In progress"}, real) == ADOPT
-        assert verdict({"name": "EMG1", "status": "Issue reported"}, real) == KEEP_WAITING
-        assert verdict({"name": "EMG1", "status": "Issue reported"}, guess) == CREATE_ANEW
+        lifecycle = failure_rule(None)
+        assert verdict(None, real, lifecycle) is Verdict.KEEP_WAITING
+        assert verdict({"name": "EMG1", "status": "In progress"}, real, lifecycle) is Verdict.ADOPT
+        assert verdict({"name": "EMG1", "status": "Issue reported"}, real, lifecycle) is Verdict.KEEP_WAITING
+        assert verdict({"name": "EMG1", "status": "Issue reported"}, guess, lifecycle) is Verdict.CREATE_ANEW
 
     def test_window_backs_off_and_ends_with_a_last_look(self) -> None:
         window = Window(start=0.0, length=10.0)
@@ -465,17 +473,20 @@ class TestRulesFoundInReview:
         guess = CreateRecord("k", unclear_at=1.0, assumed=True)
         trash = {"name": "EMG000000001", "status": "Trash bin"}
         custom = {"name": "EMG000000002", "status": "Analysis failed"}
-        assert verdict(trash, guess) == CREATE_ANEW
-        assert verdict(trash, guess, ["Analysis failed"]) == ADOPT  # not a failure for this task
-        assert verdict(custom, guess, ["Analysis failed"]) == CREATE_ANEW
-        assert verdict(custom, guess) == ADOPT
+        own = failure_rule(["Analysis failed"])
+        assert verdict(trash, guess, failure_rule(None)) is Verdict.CREATE_ANEW
+        assert verdict(trash, guess, own) is Verdict.ADOPT  # not a failure for this task
+        assert verdict(custom, guess, own) is Verdict.CREATE_ANEW
+        assert verdict(custom, guess, failure_rule(None)) is Verdict.ADOPT
 
     def test_a_post_recorded_in_flight_settles_once(self) -> None:
         """A worker killed mid-POST: the window counts from the first read, not from every read."""
         record = CreateRecord("k")
         record.sending(100.0)
-        assert record.settle_in_flight(500.0) is True
-        assert record.settle_in_flight(900.0) is False
+        machine = CreateOnce("k", record)
+        machine.next_step(500.0)
+        assert machine.changed() is True
+        machine.take(Absent(), 600.0)  # a first look-up inside the window: nothing yet
         assert record.unclear_since(900.0) == 500.0
         again = CreateRecord.from_json(record.to_json(), "k")
         assert again is not None and again.unclear_since(2000.0) == 500.0

@@ -26,6 +26,7 @@ from airflow_fixtures import FakeTI, connect, creates, make_context, status_gets
 from emedgene_provider.client import status as lifecycle
 from emedgene_provider.client.aio import AsyncEmedgeneClient
 from emedgene_provider.client.config import KNOWN_EXTRAS, config_from_connection, parse_custom_statuses
+from emedgene_provider.client.create import CreateOnce, CreateRecord, Done, Post, Status, failure_rule
 from emedgene_provider.client.endpoints import LOGIN_PATH
 from emedgene_provider.client.errors import (
     EmedgeneConfigError,
@@ -457,15 +458,30 @@ def test_a_retry_never_takes_an_unknown_status_for_success(sim_conn, delivered_a
 
 
 def test_outcome_of_an_earlier_case(emedgene_simulator_factory, monkeypatch) -> None:
-    """What the durable path decides from an earlier try's status: wait, done, or create anew."""
+    """What the durable path decides from an earlier try's status: reattach (and let the wait
+    decide: wait on, or done) for every status but a failure one, which creates anew."""
     sim = emedgene_simulator_factory(custom_statuses=[CUSTOM])
     connect(monkeypatch, sim)
     waiting = EmedgeneCreateCaseOperator(task_id="c", case=valid_case(), wait_for_completion=True)
-    for status in [*UNKNOWN[:-1], "Re-Analysis", "In progress"]:
-        assert waiting.is_job_active(status) and not waiting.is_job_succeeded(status), status
-    for status in ["Delivered", "Finalized", CUSTOM]:
-        assert waiting.is_job_succeeded(status) and not waiting.is_job_active(status), status
-    assert not waiting.is_job_active("Issue reported") and not waiting.is_job_succeeded("Issue reported")
+    for status in [
+        *UNKNOWN[:-1],
+        "Re-Analysis",
+        "In progress",
+        "Delivered",
+        "Finalized",
+        CUSTOM,
+        "Issue reported",
+    ]:
+        machine = CreateOnce(
+            "k", CreateRecord("k", case_name="EMG1"), failed=failure_rule(waiting._key_failures())
+        )
+        machine.next_step(1.0)
+        machine.take(Status(status), 1.0)
+        step = machine.next_step(1.0)
+        if status == "Issue reported":
+            assert isinstance(step, Post), status
+        else:
+            assert step == Done("EMG1", created=False), status
 
 
 # -- the simulator ---------------------------------------------------------------------------------

@@ -89,6 +89,7 @@ def test_serialize_round_trips_through_the_classpath() -> None:
         "poll_interval": 15.0,
         "end_time": 1_800_000_000.5,
         "max_poll_interval": 120.0,
+        "not_found_until": None,
     }
     module, _, name = classpath.rpartition(".")
     rebuilt = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))

@@ -20,10 +20,10 @@ from urllib.parse import unquote, urlsplit
 
 from emedgene_provider.client import status as status_lifecycle
 from emedgene_provider.client.auth import AuthType, Credentials, derive_token_url
+from emedgene_provider.client.create import DEFAULT_RECONCILE_WINDOW
 from emedgene_provider.client.endpoints import case_path_segment
 from emedgene_provider.client.errors import EmedgeneConfigError
 from emedgene_provider.client.ratelimit import DEFAULT_REQUESTS_PER_SECOND
-from emedgene_provider.client.reconcile import DEFAULT_RECONCILE_WINDOW
 from emedgene_provider.client.retry import RetryPolicy
 
 DEFAULT_TIMEOUT = 30.0
@@ -100,7 +100,7 @@ class ClientConfig:
     #: The lab's custom statuses (between Delivered and Finalized), from the extra ``custom_statuses``.
     custom_statuses: tuple[str, ...] = ()
     #: Seconds an idempotency key must stay absent after an unclear create before it is created
-    #: again (the extra ``reconcile_window``; see :mod:`emedgene_provider.client.reconcile`).
+    #: again (the extra ``reconcile_window``; see :mod:`emedgene_provider.client.create`).
     reconcile_window: float = DEFAULT_RECONCILE_WINDOW
     #: The async client's connection pool size (the extra ``max_connections``): every trigger of a
     #: triggerer on this tenant shares that one pool (:func:`emedgene_provider.client.aio.shared_client`).

@@ -139,8 +139,6 @@ class WaitOutcome(str, Enum):
     TIMEOUT = "timeout"
     #: A permanent error ended the wait (no connection, 404, refused credentials).
     ERROR = "error"
-    #: The case no longer exists (a recorded case answering 404): like FAILED, made anew.
-    GONE = "gone"
 
     def __str__(self) -> str:
         return self.value
@@ -164,7 +162,7 @@ class WaitOutcome(str, Enum):
 
 #: Outcomes that end a wait.
 TERMINAL_OUTCOMES = frozenset(
-    {WaitOutcome.SUCCESS, WaitOutcome.FAILED, WaitOutcome.TIMEOUT, WaitOutcome.ERROR, WaitOutcome.GONE}
+    {WaitOutcome.SUCCESS, WaitOutcome.FAILED, WaitOutcome.TIMEOUT, WaitOutcome.ERROR}
 )
 #: Outcomes an :class:`~emedgene_provider.triggers.emedgene.EmedgeneCaseStatusTrigger` event carries.
 TRIGGER_EVENT_OUTCOMES = frozenset(
@@ -193,6 +191,13 @@ def evaluate(
     if any(has_reached(status, target, custom) for target in targets):
         return WaitOutcome.SUCCESS
     return WaitOutcome.WAITING
+
+
+def not_visible_yet(not_found_until: float | None, now: float) -> bool:
+    """Whether a 404 for a case is the tenant lagging behind its create (a replica or an index
+    behind the write) rather than the case gone: until ``not_found_until``, set by whoever knows
+    when the case was created (the create operator), or for a sensor from when its wait began."""
+    return not_found_until is not None and now < not_found_until
 
 
 def is_unrecognised(status: str, custom: Iterable[str] = ()) -> bool:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
 from emedgene_provider.client.config import ClientConfig, config_from_conn
+from emedgene_provider.client.endpoints import case_path_segment
 from emedgene_provider.connection_fields import CHOICES, CONN_FIELDS, UI_FIELD_BEHAVIOUR, ChoiceWidget
 
 if TYPE_CHECKING:  # the HTTP client (requests, tenacity) is imported when a call is made, not when a
@@ -25,9 +26,10 @@ if TYPE_CHECKING:  # the HTTP client (requests, tenacity) is imported when a cal
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     from emedgene_provider.client.aio import AsyncEmedgeneClient
-    from emedgene_provider.client.reconcile import Journal
+    from emedgene_provider.client.claims import KeyClaims
+    from emedgene_provider.client.create import Journal
     from emedgene_provider.client.records import OpenOutput
-    from emedgene_provider.client.sync import EmedgeneClient
+    from emedgene_provider.client.sync import CreateResult, EmedgeneClient
 
 
 #: Seconds one read of a connection serves the triggerer's other waits on it (see
@@ -192,16 +194,32 @@ class EmedgeneHook(BaseHook):
         journal: Journal | None = None,
         wait: bool = True,
         failures: Sequence[str] | None = None,
-    ) -> tuple[str, bool]:
-        """Create ``case`` stamped with the idempotency ``key``, at most once: after an unclear create
-        no second POST goes out until the key has stayed absent for the connection's
-        ``reconcile_window``, and a case that appears meanwhile is adopted. ``journal`` keeps what is
-        known about the POSTs across task tries; ``wait=False`` raises
-        :class:`~emedgene_provider.client.errors.EmedgeneCreatePendingError` instead of waiting out a
-        window; ``failures`` are statuses (the lifecycle's when None) that make a case found by its key
-        a failed one. Returns ``(case name, created by this call)``."""
+        retry: bool = False,
+        durable: bool = False,
+        claims: KeyClaims | None = None,
+        owner: str | None = None,
+    ) -> CreateResult:
+        """Create ``case`` stamped with the idempotency ``key``: one key, one case on the tenant.
+
+        After an unclear create no second POST goes out until the key has stayed absent for the
+        connection's ``reconcile_window``, and a case that appears meanwhile is adopted; a second
+        call with the same key (this thread or another; with ``claims``, another task) adopts the
+        first one's case. ``journal`` keeps what is known about the POSTs across task tries;
+        ``wait=False`` raises :class:`~emedgene_provider.client.errors.EmedgeneCreatePendingError`
+        instead of waiting out a window. The rules and the other arguments:
+        :meth:`emedgene_provider.client.sync.EmedgeneClient.create_case_once`. Returns
+        ``(case name, created by this call)``."""
         return self.client.create_case_once(
-            case, key, since=since, journal=journal, wait=wait, failures=failures
+            case,
+            key,
+            since=since,
+            journal=journal,
+            wait=wait,
+            failures=failures,
+            retry=retry,
+            durable=durable,
+            claims=claims,
+            owner=owner,
         )
 
     def cases_with_idempotency_key(
@@ -235,6 +253,7 @@ class EmedgeneHook(BaseHook):
     def get_candidates_to(self, case_name: str, path: str | ObjectStoragePath) -> int:
         """Stream a delivered case's candidates into ``path`` (an ObjectStoragePath or its URI) as a
         JSON array; returns how many. See :meth:`export_case_to` for how the file is written."""
+        case_path_segment(case_name)  # a bad name is refused before anything is made in the store
         return stream_to_path(path, lambda open_output: self.client.get_candidates_to(case_name, open_output))
 
     def export_case_to(self, case_name: str, path: str | ObjectStoragePath) -> int:
@@ -246,7 +265,10 @@ class EmedgeneHook(BaseHook):
         ``json.load`` of it equals :meth:`export_case`'s list. It is complete or absent: a local file
         is written as ``<name>.partial`` beside it and renamed when complete; an object store shows
         an object only once its upload completes. On failure the partial file or object is removed.
-        An error answer (404, 5xx after retries, ...) raises as :meth:`export_case` does."""
+        An error answer (404, 5xx after retries, ...) raises as :meth:`export_case` does, and so does
+        an answer whose ``total`` claims more variants than it holds (a short result is never taken
+        for the whole); a bad case name raises before anything is made in the store."""
+        case_path_segment(case_name)
         return stream_to_path(path, lambda open_output: self.client.export_case_to(case_name, open_output))
 
 

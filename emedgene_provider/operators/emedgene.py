@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow.providers.common.compat.sdk import (
     AirflowException,
@@ -18,25 +18,29 @@ from airflow.providers.common.compat.sdk import (
     AssetAlias,
     BaseOperator,
     ObjectStoragePath,
-    ResumableJobMixin,
     conf,
 )
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
 
-from emedgene_provider.client import status as lifecycle
-from emedgene_provider.client.errors import EmedgeneCreatePendingError, EmedgeneNotFoundError
+from emedgene_provider.client.create import CreateRecord, Journal, MemoryJournal
+from emedgene_provider.client.endpoints import case_path_segment
+from emedgene_provider.client.errors import EmedgeneCreatePendingError
+from emedgene_provider.client.events import (
+    EventError,
+    ReconcileEvent,
+    ReconcileOutcome,
+    parse_reconcile_event,
+    parse_status_event,
+)
 from emedgene_provider.client.payload import CLOCK_SKEW, FAMILY_ID_KEY, case_problems, case_warnings
 from emedgene_provider.client.polling import PollSchedule
-from emedgene_provider.client.reconcile import CreateRecord, Journal, MemoryJournal
-from emedgene_provider.client.status import WaitOutcome
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.links.emedgene import XCOM_CASE_NAME, XCOM_CASE_URL, EmedgeneCaseLink
-from emedgene_provider.triggers.emedgene import (
-    EVENT_ABSENT,
-    EVENT_FOUND,
-    EmedgeneCaseStatusTrigger,
-    EmedgeneCreateReconcileTrigger,
-)
+from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger, EmedgeneCreateReconcileTrigger
 from emedgene_provider.waiting import DEFAULT_TARGETS, check_case, resume, status_list, wait_blocking
+
+if TYPE_CHECKING:
+    from emedgene_provider.client.claims import KeyClaims
 
 #: Above this many bytes of JSON a result belongs in object storage, not in XCom.
 DEFAULT_MAX_XCOM_BYTES = 512 * 1024
@@ -62,7 +66,7 @@ class _EmedgeneCaseOperator(BaseOperator):
         context["ti"].xcom_push(key=XCOM_CASE_URL, value=self.hook.config.case_url(case_name))
 
 
-class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
+class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
     """Create an Emedgene case, push its name and page URL, and wait until it is delivered.
 
     The payload is checked locally first and every problem is listed at once.
@@ -98,8 +102,13 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
     :param idempotency_key: stamped into ``test_data.extra_data.airflow_idempotency_key`` of the
         case and looked up before a retry creates anything (templated). Default
         ``airflow:<dag_id>:<run_id>:<task_id>:<map_index>``.
-    :param durable: keep the case name in Airflow's durable task state (Airflow 3.3+) so a retry
-        reattaches to it; default True.
+    :param durable: keep what is known about this task's creates (each POST, recorded before it is
+        sent, and the case it made) in Airflow's durable task state, so that a retry reattaches to
+        its case, or settles an unclear create, instead of guessing; default True. Airflow 3.3+
+        only: below 3.3 there is no task state store, and a retry treats whatever an earlier try
+        may have sent as an unclear create made just now (it adopts a case that appears by its key
+        within the ``reconcile_window`` and creates one only after it). False gives that behaviour
+        on 3.3 too.
     :param validate_locally: check the case JSON here before sending it (default True): a case with
         a certain problem (a malformed shape, notes over 4000 characters, more than 100 phenotypes,
         two probands...) fails the task with every problem listed and nothing sent, and a value
@@ -120,7 +129,6 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         "failure_statuses",
         "idempotency_key",
     )
-    external_id_key = "emedgene_case_name"
     template_ext: Sequence[str] = (".json",)
     template_fields_renderers = {"case": "json"}
 
@@ -137,9 +145,11 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         idempotency_key: str | None = None,
         max_poll_interval: float | None = None,
         validate_locally: bool = True,
+        durable: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.durable = durable and AIRFLOW_V_3_3_PLUS  # no task state store below Airflow 3.3
         self.case = case
         self.validate_locally = validate_locally
         self.idempotency_key = idempotency_key
@@ -231,120 +241,51 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         return status_list(self.failure_statuses)
 
     def execute(self, context: Any) -> str:
+        return self._create_and_wait(context)
+
+    def execute_reconciled(self, context: Any, event: dict[str, Any] | None = None) -> str:
+        """Back from :class:`EmedgeneCreateReconcileTrigger`: adopt the case it found, or create the
+        case now that its key stayed absent for the whole window (which may defer again)."""
+        return self._create_and_wait(context, event)
+
+    def _create_and_wait(self, context: Any, event: dict[str, Any] | None = None) -> str:
+        """Create the case at most once (the hook drives :class:`~emedgene_provider.client.create.CreateOnce`,
+        saving its record in the journal after every step), then wait for it. The operator only
+        chooses: block through a reconcile window, or defer it to the triggerer."""
         self._announced: str | None = None
-        self._case_json = self.load_case(context)
-        self._key = self.idempotency_key or default_idempotency_key(context)
-        # The mixin returns get_job_result's value on some paths and poll_until_complete's (None by
-        # its contract) on a reconnect: the case name is what _announce recorded on every path.
-        self.execute_resumable(context)
-        if self._announced is None:  # every path announces the case before it returns
-            raise AirflowException(f"Emedgene create for task {self.task_id} ended without a case")
-        return self._announced
-
-    def submit_job(self, context: Any) -> str:
-        """Create the case, or find the one an earlier try (or an unclear create) made.
-
-        What is known about this key's POSTs is kept in the durable task state (Airflow 3.3+), written
-        before every POST, so a retry knows whether one may be pending and since when. Where nothing
-        durable exists (Airflow 2.11, ``durable=False``) a retry assumes an unclear create just now:
-        it adopts a case that appears within the ``reconcile_window`` and creates one only after it.
-        """
-        journal, durable = self._journal(context)
-        record = CreateRecord.from_json(journal.load(), self._key)
+        case = self.load_case(context)
+        key = self.idempotency_key or default_idempotency_key(context)
+        journal, durable = self._journal(context, key)
         retry = int(getattr(context["ti"], "try_number", 1) or 1) > 1
-        if record is not None and record.case_name and record.unclear_since(self._now()) is None:
-            found = self._earlier_case(record.case_name)
-            if found is not None:
-                return found
-        elif record is None and retry and durable:
-            # Every POST is recorded before it is sent, so nothing was; a look-up by key still
-            # covers a record lost to the store's retention.
-            found = self._reattach_by_key(context)
-            if found is not None:
-                return found
-        elif record is None and retry:
-            self.log.warning(
-                "Emedgene create (key %r): this is try %s and nothing durable says whether an earlier try "
-                "sent a create (no task state store on this Airflow, or durable=False): treating it as an "
-                "unclear create made just now",
-                self._key,
-                context["ti"].try_number,
-            )
-            journal.save(CreateRecord(self._key, unclear_at=self._now(), assumed=True).to_json())
-        return self._create(context, journal)
-
-    def _now(self) -> float:
-        """Epoch seconds, from the client's clock (tests replace it together with its sleep)."""
-        return self.hook.client.clock()
-
-    def _journal(self, context: Any) -> tuple[Journal, bool]:
-        """Where the create record lives: the durable task state store, else this try's memory."""
-        store = context.get("task_state_store")
-        if store is not None and getattr(self, "durable", False):
-            return _StoreJournal(store), True
-        return MemoryJournal(), False
-
-    def _earlier_case(self, case_name: str) -> str | None:
-        """The case an earlier try created (recorded with its POST) if it is alive, else None."""
-        status = self.get_job_status(case_name, None)
-        if self._outcome(status) in (WaitOutcome.FAILED, WaitOutcome.GONE):
-            return None
-        self.log.info(
-            "Reattaching to Emedgene case %s (status %r), created by an earlier try of this task (key %r): "
-            "not creating another",
-            case_name,
-            status,
-            self._key,
-        )
-        return case_name
-
-    def _reattach_by_key(self, context: Any) -> str | None:
-        for found in self.hook.cases_with_idempotency_key(self._key, since=run_started(context)):
-            status = str(found.get("status") or self.hook.get_case_status(found["name"]))
-            if self._outcome(status) is not WaitOutcome.FAILED:
-                self.log.info(
-                    "Reattaching to Emedgene case %s (status %r), created by an earlier try of this "
-                    "task (key %r): not creating another",
-                    found["name"],
-                    status,
-                    self._key,
-                )
-                self._announce(context, found["name"])
-                return str(found["name"])
-            self.log.warning(
-                "Emedgene case %s from an earlier try is in failure status %r: creating a new case",
-                found["name"],
-                status,
-            )
-            break  # the newest case of this task failed: a new one is due; older ones don't count
-        return None
-
-    def _create(self, context: Any, journal: Journal) -> str:
-        """POST the case (settling any pending unclear create first). Blocking, the reconcile window
-        is waited out here; deferrable, in the triggerer (this raises TaskDeferred)."""
+        if event is not None:
+            journal.save(_after_reconcile(parse_reconciled(event, key), journal, key, self._now()).to_json())
+            retry = False  # what the earlier POST did is settled now
         try:
             case_name, created = self.hook.create_case_once(
-                self._case_json,
-                self._key,
+                case,
+                key,
                 since=run_started(context),
                 journal=journal,
                 wait=not self.deferrable,
                 failures=self._key_failures(),
+                retry=retry,
+                durable=durable,
+                claims=self._claims(),
+                owner=default_idempotency_key(context),
             )
         except EmedgeneCreatePendingError as pending:
-            record = CreateRecord.from_json(journal.load(), self._key) or CreateRecord(self._key)
-            start = record.unclear_since(self._now()) or self._now()
+            record = CreateRecord.from_json(journal.load(), key) or CreateRecord(key)
             self.log.warning(
                 "Emedgene create (key %r): unclear, and the key is not listed yet; waiting in the "
                 "triggerer until the key has stayed absent for %g s before creating the case again",
-                self._key,
+                key,
                 self.hook.config.reconcile_window,
             )
             self.defer(
                 trigger=EmedgeneCreateReconcileTrigger(
-                    idempotency_key=self._key,
+                    idempotency_key=key,
                     emedgene_conn_id=self.emedgene_conn_id,
-                    window_start=start,
+                    window_start=record.unclear_since(self._now()) or self._now(),
                     window=self.hook.config.reconcile_window,
                     since=pending.since,
                     assumed=record.assumed,
@@ -352,106 +293,47 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
                 ),
                 method_name="execute_reconciled",
             )
-        if created:
-            self.log.info("Created Emedgene case %s (key %r)", case_name, self._key)
-        else:
-            self.log.warning(
-                "Reattaching to Emedgene case %s, found by its idempotency key %r (made by an earlier try "
-                "or an unclear create): not creating another",
-                case_name,
-                self._key,
-            )
         self._announce(context, case_name)
+        if created:
+            self.log.info("Created Emedgene case %s (key %r)", case_name, key)
+        else:
+            self.log.info("Reattaching to Emedgene case %s (key %r): not creating another", case_name, key)
+        kept = CreateRecord.from_json(journal.load(), key)
+        created_at = kept.case_at if kept is not None else None
+        lag_until = None if created_at is None else created_at + self.hook.config.reconcile_window
+        self._wait(context, case_name, lag_until)
         return case_name
 
-    def execute_reconciled(self, context: Any, event: dict[str, Any] | None = None) -> str:
-        """Back from :class:`EmedgeneCreateReconcileTrigger`: adopt the case it found, or create the
-        case now that its key stayed absent for the whole window (which may defer again)."""
-        self._announced = None
-        self._case_json = self.load_case(context)
-        self._key = self.idempotency_key or default_idempotency_key(context)
-        event = event or {}
-        kind = event.get("status")
-        if kind not in (EVENT_FOUND, EVENT_ABSENT):
-            raise AirflowException(
-                str(event.get("message") or f"Emedgene reconcile trigger failed: {event!r}")
-            )
-        journal, _durable = self._journal(context)
-        record = CreateRecord.from_json(journal.load(), self._key) or CreateRecord(self._key)
-        if kind == EVENT_FOUND:
-            case_name = str(event["case_name"])
-            record.answered(case_name)
-            journal.save(record.to_json())
-            self.log.warning(
-                "Emedgene case %s (status %r) carries key %r: the unclear create did apply; adopting it, "
-                "not creating another",
-                case_name,
-                event.get("case_status"),
-                self._key,
-            )
-            self._announce(context, case_name)
-        else:
-            self.log.warning("%s: creating the case again", event.get("message"))
-            record.answered()  # the window passed: nothing is pending any more
-            journal.save(record.to_json())
-            case_name = self._create(context, journal)
+    def _now(self) -> float:
+        """Epoch seconds, from the client's clock (tests replace it together with its sleep)."""
+        return self.hook.client.clock()
+
+    def _journal(self, context: Any, key: str) -> tuple[Journal, bool]:
+        """Where the create record lives: the durable task state store, else this try's memory."""
         store = context.get("task_state_store")
-        if store is not None and getattr(self, "durable", False):
-            store.set(self.external_id_key, case_name)  # what execute_resumable does after submit_job
-        self.poll_until_complete(case_name, context)
-        return str(self.get_job_result(case_name, context))
+        if store is not None and self.durable:
+            return _StoreJournal(store), True
+        return MemoryJournal(), False
 
-    def get_job_status(self, external_id: Any, context: Any) -> str:
-        """The recorded case's status; :attr:`WaitOutcome.GONE` if it no longer exists (create anew)."""
-        try:
-            status = self.hook.get_case_status(str(external_id))
-        except EmedgeneNotFoundError:
-            self.log.warning(
-                "Emedgene case %s from an earlier try no longer exists: creating a new case", external_id
-            )
-            return WaitOutcome.GONE
-        if self._outcome(status) is WaitOutcome.FAILED:
-            self.log.warning(
-                "Emedgene case %s from an earlier try is in failure status %r: creating a new case",
-                external_id,
-                status,
-            )
-        return status
+    def _claims(self) -> KeyClaims | None:
+        """A key the lab chose may be shared by tasks and DAG runs: claim it in Airflow's metadata
+        (:mod:`emedgene_provider.claims`). The default key names this task instance, so the
+        process's store is enough."""
+        if not self.idempotency_key:
+            return None
+        from emedgene_provider.claims import AirflowClaims
 
-    def _outcome(self, status: str) -> WaitOutcome:
-        """An earlier try's case: FAILED or GONE creates anew, WAITING reattaches and waits, SUCCESS
-        returns it.
-
-        Without ``wait_for_completion`` the task's job is the create, done once the case exists and
-        has not failed. With it, the wait decides as everywhere (fail closed): a status neither in
-        the lifecycle nor in the connection's ``custom_statuses`` is waited on, never a success, and
-        a status in the task's own ``failure_statuses`` is as failed as Issue reported. Every path
-        that meets an earlier try's case (durable record, key look-up) asks here, so they agree.
-        """
-        if status is WaitOutcome.GONE:  # a member, never a status the server wrote
-            return WaitOutcome.GONE
-        if not self.wait_for_completion:
-            return WaitOutcome.FAILED if lifecycle.is_failure(status) else WaitOutcome.SUCCESS
-        return lifecycle.evaluate(status, self._targets(), self._failures(), self.hook.config.custom_statuses)
+        return AirflowClaims()
 
     def _key_failures(self) -> list[str] | None:
-        """The task's own failure statuses, for judging a case found by its key as :meth:`_outcome`
-        does (they matter only to a task that waits)."""
+        """The statuses that make a case recorded or found for the key a failed one (created anew):
+        without ``wait_for_completion`` the lifecycle's, since the task's job is the create; with
+        it, the task's own ``failure_statuses``, as the wait judges them."""
         return self._failures() if self.wait_for_completion else None
 
-    def is_job_active(self, status: str) -> bool:
-        return self._outcome(status) is WaitOutcome.WAITING
-
-    def is_job_succeeded(self, status: str) -> bool:
-        return self._outcome(status) is WaitOutcome.SUCCESS
-
-    def get_job_result(self, external_id: Any, context: Any) -> str:
-        self._announce(context, str(external_id))
-        return str(external_id)
-
-    def poll_until_complete(self, external_id: Any, context: Any) -> None:
-        case_name = str(external_id)
-        self._announce(context, case_name)
+    def _wait(self, context: Any, case_name: str, lag_until: float | None) -> None:
+        """Wait for a target status, blocking or in the triggerer. Until ``lag_until`` a 404 is the
+        tenant not having caught up with the create yet."""
         if not self.wait_for_completion:
             return
         targets, failures = self._targets(), self._failures()
@@ -464,9 +346,10 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
                 poll_interval=self.poll_interval,
                 timeout=self.timeout,
                 max_poll_interval=self.max_poll_interval,
+                not_found_until=lag_until,
             )
             return
-        if check_case(self.hook, case_name, targets, failures) is not None:
+        if check_case(self.hook, case_name, targets, failures, not_found_until=lag_until) is not None:
             return
         self.defer(
             trigger=EmedgeneCaseStatusTrigger(
@@ -477,6 +360,7 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
                 poll_interval=self.poll_interval,
                 end_time=time.time() + self.timeout,
                 max_poll_interval=self.max_poll_interval,
+                not_found_until=lag_until,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
@@ -488,6 +372,7 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
         first. The return value is Airflow's to push, from what ``execute`` returns at success."""
         if getattr(self, "_announced", None) == case_name:
             return
+        case_path_segment(case_name)  # a name the server made up is refused before anyone reads it
         context["ti"].xcom_push(key=XCOM_CASE_NAME, value=case_name)
         self.push_case_url(context, case_name)
         self._announced = case_name
@@ -495,7 +380,7 @@ class EmedgeneCreateCaseOperator(ResumableJobMixin, _EmedgeneCaseOperator):
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
         self._label_map_index(context, self.case)  # a resumed task renders its label anew
         status = resume(event)
-        case_name = str((event or {}).get("case_name"))
+        case_name = parse_status_event(event)["case_name"]
         self.log.info("Emedgene case %s reached %r", case_name, status)
         return case_name
 
@@ -513,6 +398,25 @@ class _StoreJournal:
 
     def save(self, data: dict[str, Any]) -> None:
         self.store.set(self.key, data)
+
+
+def parse_reconciled(event: Any, key: str) -> ReconcileEvent:
+    """The reconcile trigger's event; its error (or an event that is not one) fails the task."""
+    try:
+        return parse_reconcile_event(event, key)
+    except EventError as exc:
+        raise AirflowException(str(exc)) from None
+
+
+def _after_reconcile(event: ReconcileEvent, journal: Journal, key: str, now: float) -> CreateRecord:
+    """The record once a reconcile wait has ended: the case it found adopted, or nothing pending."""
+    record = CreateRecord.from_json(journal.load(), key) or CreateRecord(key)
+    if event["status"] is ReconcileOutcome.FOUND:
+        record.settled(event["case_name"], now)
+    else:
+        record.settled()
+        record.forget_case()
+    return record
 
 
 def run_started(context: Any) -> float | None:

@@ -50,6 +50,9 @@ class EmedgeneCaseStatusSensor(BaseSensorOperator):
         often before that (Pending sequencing, Uploading), up to this, with jitter; None for
         ``max(poke_interval, min(8 * poke_interval, 3600))`` (:mod:`emedgene_provider.client.polling`).
 
+    A case that answers 404 is waited on for the connection's ``reconcile_window`` from the task's
+    start (a tenant's replica can lag behind a create made just upstream), then fails the task.
+
     Poke and reschedule modes keep Airflow's own schedule: a poke every ``poke_interval`` (or
     Airflow's ``exponential_backoff`` up to ``max_wait``, if set), not the lifecycle-aware one.
     """
@@ -99,8 +102,17 @@ class EmedgeneCaseStatusSensor(BaseSensorOperator):
             self._failures(),
             soft_fail=self.soft_fail,
             notice=self._notice,
+            not_found_until=self._lag_until(context),
         )
         return False if status is None else PokeReturnValue(is_done=True, xcom_value=status)
+
+    def _lag_until(self, context: Any) -> float:
+        """Until then a 404 is the tenant not having caught up with the case's create (a replica
+        behind the write), not a case gone: the connection's ``reconcile_window`` from when the
+        task started (its first start, in reschedule mode)."""
+        started = getattr(context.get("ti"), "start_date", None)
+        since = started.timestamp() if started is not None else time.time()
+        return since + self.hook.config.reconcile_window
 
     def execute(self, context: Any) -> Any:
         self._notice = UnrecognisedStatusNotice()  # an unknown status is warned about once per execution
@@ -119,6 +131,7 @@ class EmedgeneCaseStatusSensor(BaseSensorOperator):
                 poll_interval=float(self.poke_interval),
                 end_time=time.time() + float(self.timeout),
                 max_poll_interval=self.max_poll_interval,
+                not_found_until=self._lag_until(context),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout)),

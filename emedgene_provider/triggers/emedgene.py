@@ -19,18 +19,22 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from emedgene_provider.client import status as lifecycle
-from emedgene_provider.client.errors import EmedgeneError, EmedgeneUnavailableError
-from emedgene_provider.client.polling import PollSchedule
-from emedgene_provider.client.reconcile import (
-    ADOPT,
-    CREATE_ANEW,
-    LOOKUP_FIRST_WAIT,
-    LOOKUP_MAX_WAIT,
+from emedgene_provider.client.create import (
+    Absent,
+    Answer,
+    CreateOnce,
     CreateRecord,
-    Window,
-    describe_lookup,
-    verdict,
+    Done,
+    Found,
+    LookUp,
+    Post,
+    Sleep,
+    Unclear,
+    failure_rule,
 )
+from emedgene_provider.client.errors import EmedgeneError, EmedgeneNotFoundError, EmedgeneUnavailableError
+from emedgene_provider.client.events import ReconcileOutcome, reconcile_event, status_event
+from emedgene_provider.client.polling import PollSchedule
 from emedgene_provider.client.status import WaitOutcome
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 
@@ -59,6 +63,10 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
     :param max_poll_interval: the longest wait between two polls (before jitter); None for
         ``max(poll_interval, min(8 * poll_interval, 3600))``. A trigger serialized without it (an
         earlier version of the provider) resumes with that default.
+    :param not_found_until: until then (epoch seconds), a 404 for the case is the tenant not having
+        caught up with its create (a replica behind the write), and the wait goes on; after it, a
+        404 ends the wait as an error. The create operator sets it to a reconcile window after its
+        create answered.
     """
 
     def __init__(
@@ -70,6 +78,7 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
         poll_interval: float,
         end_time: float,
         max_poll_interval: float | None = None,
+        not_found_until: float | None = None,
     ) -> None:
         super().__init__()
         self.case_name = case_name
@@ -79,6 +88,7 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.end_time = float(end_time)
         self.max_poll_interval = None if max_poll_interval is None else float(max_poll_interval)
+        self.not_found_until = None if not_found_until is None else float(not_found_until)
         # Refuses a bad interval here, when the task defers, not at the first sleep in the triggerer.
         self._schedule = PollSchedule(self.poll_interval, self.max_poll_interval)
 
@@ -93,18 +103,12 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
                 "max_poll_interval": self.max_poll_interval,
+                "not_found_until": self.not_found_until,
             },
         )
 
     def _event(self, outcome: WaitOutcome, message: str, case_status: str | None = None) -> TriggerEvent:
-        return TriggerEvent(
-            {
-                "status": outcome.value,
-                "case_name": self.case_name,
-                "case_status": case_status,
-                "message": message,
-            }
-        )
+        return TriggerEvent(status_event(outcome, self.case_name, message, case_status))
 
     def _client(self) -> AbstractAsyncContextManager[AsyncEmedgeneClient]:
         """The triggerer's shared client for the connection, through the hook (one place reads
@@ -137,6 +141,10 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
                     # Retries are spent but the deadline is not: an outage of the tenant should not
                     # fail a wait of days, so log and try again after the interval.
                     self.log.warning("Emedgene case %s: %s; still waiting", self.case_name, exc)
+                except EmedgeneNotFoundError as exc:
+                    if not lifecycle.not_visible_yet(self.not_found_until, time.time()):
+                        return self._event(WaitOutcome.ERROR, str(exc), case_status)
+                    self.log.info("Emedgene case %s: not visible yet (404); still waiting", self.case_name)
                 except EmedgeneError as exc:
                     return self._event(WaitOutcome.ERROR, str(exc), case_status)
                 else:
@@ -173,28 +181,21 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
                 await asyncio.sleep(min(wait, remaining))
 
 
-#: Event ``status`` values of :class:`EmedgeneCreateReconcileTrigger` (a look-up, not a wait on a
-#: case's status: its own two answers, and ``WaitOutcome.ERROR``'s value for a permanent error).
-EVENT_FOUND = "found"
-EVENT_ABSENT = "absent"
-#: How long past its window a reconcile wait keeps trying through a tenant outage, at least.
-OUTAGE_GRACE = 600.0
-
-
 class EmedgeneCreateReconcileTrigger(BaseTrigger):
     """Wait out the reconcile window of an unclear create in the triggerer, not in a worker slot.
 
-    Looks the idempotency key up with backoff (the same look-up and decisions as the sync client:
-    :mod:`emedgene_provider.client.reconcile`) until a case answers it (event ``found``, with the
-    case) or the key has stayed absent for the whole window (event ``absent``: the operator may
-    POST again). A tenant outage is not absence: the window only passes on a look-up that
-    succeeded after its end. Holds only primitives: the key, the connection id, times.
+    Drives the same :class:`~emedgene_provider.client.create.CreateOnce` as the blocking create,
+    with ``await``, through its look-ups and sleeps, and stops where it would POST (the task does
+    that): event ``found`` with the case when one answers the key, ``absent`` when the key stayed
+    absent for the whole window (or its earlier case failed), ``error`` for a permanent error or
+    an outage that outlasted the window (:class:`~emedgene_provider.client.events.ReconcileEvent`).
+    Holds only primitives: the key, the connection id, times.
 
     :param idempotency_key: the key stamped into the case.
     :param emedgene_conn_id: the Emedgene connection.
     :param window_start: epoch seconds the window counts from (the unclear attempt).
     :param window: the window's length, in seconds.
-    :param since: cases created before this (epoch seconds) are not looked at.
+    :param since: cases provably created before this (epoch seconds) are not looked at.
     :param assumed: the unclear attempt is a guess (no durable record): a failed case then answers it.
     :param failure_statuses: statuses (the lifecycle's when None) that make a found case a failed one.
     """
@@ -232,16 +233,18 @@ class EmedgeneCreateReconcileTrigger(BaseTrigger):
             },
         )
 
-    def _event(self, status: str, message: str, found: dict[str, Any] | None = None) -> TriggerEvent:
+    def _event(
+        self, outcome: ReconcileOutcome, message: str, case: dict[str, Any] | None = None
+    ) -> TriggerEvent:
         return TriggerEvent(
-            {
-                "status": status,
-                "idempotency_key": self.idempotency_key,
-                "case_name": None if found is None else found.get("name"),
-                "case_status": None if found is None else found.get("status"),
-                "since": self.since,
-                "message": message,
-            }
+            reconcile_event(
+                outcome,
+                self.idempotency_key,
+                message,
+                since=self.since,
+                case_name=None if case is None else case.get("name"),
+                case_status=None if case is None else case.get("status"),
+            )
         )
 
     def _client(self) -> AbstractAsyncContextManager[AsyncEmedgeneClient]:
@@ -249,67 +252,61 @@ class EmedgeneCreateReconcileTrigger(BaseTrigger):
         return EmedgeneHook(self.emedgene_conn_id).async_client()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        # One event, yielded once the wait has left its shared client: a runner that takes the
-        # first event and drops the generator (``airflow dags test``) must not find it inside an
-        # ``async with`` (Python then closes it at exit: "aclose(): asynchronous generator is
-        # already running").
-        yield await self._wait()
+        yield await self._wait()  # once out of the shared client (see EmedgeneCaseStatusTrigger.run)
 
     async def _wait(self) -> TriggerEvent:
         key = self.idempotency_key
-        record = CreateRecord(key, unclear_at=self.window_start, assumed=self.assumed)
-        window = Window(self.window_start, self.window)
-        checked: set[str] = set()  # cases read and found without the key: read once per window
+        machine = CreateOnce(
+            key,
+            CreateRecord(key, unclear_at=self.window_start, assumed=self.assumed),
+            window=self.window,
+            since=self.since,
+            failed=failure_rule(self.failure_statuses),
+        )
+        found: dict[str, Any] | None = None
         async with AsyncExitStack() as stack:
             try:
                 client = await stack.enter_async_context(self._client())
             except Exception as exc:
                 return self._event(
-                    WaitOutcome.ERROR.value,
+                    ReconcileOutcome.ERROR,
                     f"Emedgene create (idempotency key {key!r}): cannot connect: {exc}",
                 )
-            while True:
-                try:
-                    found = await client.newest_case_with_idempotency_key(
-                        key, since=self.since, not_matching=checked
-                    )
-                except EmedgeneUnavailableError as exc:
-                    if time.time() > window.end + max(window.length, OUTAGE_GRACE):
-                        # Not absence (nothing proves the key is missing), and not for ever either:
-                        # fail the try; a retry finds the record unclear and waits again.
+            answer: Answer = None
+            try:
+                step = machine.next_step(time.time())
+                while True:
+                    for level, note in machine.take_notes():
+                        self.log.log(level, "Emedgene create: %s", note)
+                    if isinstance(step, Done):
                         return self._event(
-                            WaitOutcome.ERROR.value,
-                            f"Emedgene create (idempotency key {key!r}): the tenant stayed unavailable "
-                            f"past the end of the {window.length:g} s reconcile window ({exc}); the case "
-                            "was not created again",
+                            ReconcileOutcome.FOUND,
+                            f"Emedgene case {step.case_name} has idempotency key {key!r}",
+                            found or {"name": step.case_name},
                         )
-                    self.log.warning("Emedgene look-up of idempotency key %r: %s; trying again", key, exc)
-                    await client.sleep(min(LOOKUP_MAX_WAIT, max(LOOKUP_FIRST_WAIT, window.length / 20)))
-                    continue
-                except EmedgeneError as exc:
-                    return self._event(WaitOutcome.ERROR.value, str(exc))
-                decision = verdict(found, record, self.failure_statuses)
-                now = time.time()
-                self.log.info("Emedgene create: %s", describe_lookup(key, window, found, decision, now))
-                if decision == ADOPT:
-                    return self._event(
-                        EVENT_FOUND,
-                        f"Emedgene case {found and found['name']} has idempotency key {key!r}",
-                        found,
-                    )
-                if decision == CREATE_ANEW:
-                    return self._event(
-                        EVENT_ABSENT,
-                        f"Emedgene case {found and found['name']} from an earlier try (idempotency key "
-                        f"{key!r}) is in failure status {found and found.get('status')!r}",
-                        found,
-                    )
-                pause = window.next_wait(now)
-                if pause is None:
-                    return self._event(
-                        EVENT_ABSENT,
-                        f"No live Emedgene case with idempotency key {key!r} appeared within the "
-                        f"{window.length:g} s reconcile window",
-                        found,
-                    )
-                await client.sleep(pause)
+                    if isinstance(step, Post):  # the window passed: the task sends the create
+                        message = (
+                            f"No live Emedgene case with idempotency key {key!r} appeared within the "
+                            f"{self.window:g} s reconcile window"
+                            if found is None
+                            else f"Emedgene case {found['name']} from an earlier try (idempotency key "
+                            f"{key!r}) is in failure status {found.get('status')!r}"
+                        )
+                        return self._event(ReconcileOutcome.ABSENT, message, found)
+                    if isinstance(step, LookUp):
+                        try:
+                            found = await client.newest_case_with_idempotency_key(
+                                key, since=step.since, not_matching=step.not_matching
+                            )
+                            answer = Absent() if found is None else Found(found)
+                        except EmedgeneUnavailableError as exc:  # an outage, a moving list: not absence
+                            answer = Unclear(exc)
+                    elif isinstance(step, Sleep):
+                        await client.sleep(step.seconds)
+                        answer = None
+                    else:
+                        raise TypeError(f"the reconcile trigger cannot perform {step!r}")
+                    machine.take(answer, time.time())
+                    step = machine.next_step(time.time())
+            except EmedgeneError as exc:
+                return self._event(ReconcileOutcome.ERROR, str(exc))
