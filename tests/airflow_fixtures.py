@@ -211,6 +211,29 @@ class FakeClock:
         assert installed, f"{module.__name__} waits neither through `time` nor through `asyncio`"
 
 
+class FakeTime:
+    """An injected clock and sleep: a whole window passes without waiting for it. ``on_sleep``
+    runs at every sleep, while the window is still open."""
+
+    def __init__(self, on_sleep: Any = None) -> None:
+        self.now = time.time()
+        self.slept: list[float] = []
+        self.on_sleep = on_sleep
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        if self.on_sleep is not None:
+            self.on_sleep()
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def install(self, hook: Any) -> Any:
+        hook.client.clock, hook.client.sleep = self.clock, self.sleep
+        return hook
+
+
 # -- real Airflow, in subprocesses --------------------------------------------------------------
 
 

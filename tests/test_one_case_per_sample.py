@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import requests_mock
-from airflow_fixtures import FakeTI
+from airflow_fixtures import FakeTI, FakeTime
 
 from emedgene_provider.client import errors
 from emedgene_provider.client.create import CreateRecord
@@ -45,27 +45,6 @@ def _context(try_number: int = 1, store: Any = None) -> dict[str, Any]:
     if store is not None:
         context["task_state_store"] = store
     return context
-
-
-class FakeTime:
-    """An injected clock and sleep for the client: a whole window passes without waiting for it."""
-
-    def __init__(self) -> None:
-        import time
-
-        self.now = time.time()
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-    def install(self, hook: EmedgeneHook) -> EmedgeneHook:
-        hook.client.clock, hook.client.sleep = self.clock, self.sleep
-        return hook
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
-from airflow_fixtures import FakeTI
+from airflow_fixtures import FakeTI, FakeTime
 
 from emedgene_provider.client import errors
 from emedgene_provider.client.create import (
@@ -102,31 +102,6 @@ def task_log(caplog, capsys):
 
 def _creates(sim: EmedgeneSimulator) -> int:
     return int(sim.counters()["requests"].get(CREATE, 0))
-
-
-class FakeTime:
-    """An injected clock and sleep: a whole window passes without waiting for it. ``on_sleep``
-    runs at every sleep, while the window is still open."""
-
-    def __init__(self, on_sleep: Any = None) -> None:
-        from time import time
-
-        self.now = time()
-        self.slept: list[float] = []
-        self.on_sleep = on_sleep
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        if self.on_sleep is not None:
-            self.on_sleep()
-        self.slept.append(seconds)
-        self.now += seconds
-
-    def install(self, hook: EmedgeneHook) -> EmedgeneHook:
-        hook.client.clock, hook.client.sleep = self.clock, self.sleep
-        return hook
 
 
 # -- the hook (blocking) ---------------------------------------------------------------------------
