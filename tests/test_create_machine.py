@@ -152,3 +152,16 @@ class TestClaims:
         assert machine.next_step(2.0) == Recorded(None)
         with pytest.raises(errors.EmedgeneInvalidRequestError):
             machine.take(None, 2.0)
+
+
+def test_a_look_up_proves_absence_only_as_of_when_it_began() -> None:
+    """A scan that began inside the window and ended after it (a long, moving list) does not pass
+    the window: one more look-up, begun after its end, must find the key absent first."""
+    machine = CreateOnce("k", CreateRecord("k", unclear_at=0.0), window=60.0)
+    assert isinstance(machine.next_step(50.0), LookUp)
+    machine.take(Absent(), 100.0)  # the scan took 50 s and ended past the window's end
+    assert isinstance(machine.next_step(100.0), Sleep)
+    machine.take(None, 100.0)
+    assert isinstance(machine.next_step(100.0), LookUp)
+    machine.take(Found({"name": "EMG000000009", "status": "Uploading"}), 101.0)  # listed meanwhile
+    assert machine.next_step(101.0) == Done("EMG000000009", created=False)

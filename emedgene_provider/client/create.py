@@ -44,8 +44,10 @@ from typing import Any, Protocol
 from emedgene_provider.client import status as lifecycle
 from emedgene_provider.client.claims import Claim
 from emedgene_provider.client.errors import EmedgeneError, EmedgeneUnavailableError
-from emedgene_provider.client.payload import CLOCK_SKEW
 
+#: Allowance, in seconds, for the server's clock running behind ours when a look-up starts from a
+#: time we measured (the first attempt, the run's start).
+CLOCK_SKEW = 600.0
 #: Seconds a key must stay absent after an unclear create before the case is created again.
 DEFAULT_RECONCILE_WINDOW = 600.0
 #: Backoff between look-ups inside a window: the first wait, doubling up to the cap.
@@ -418,6 +420,7 @@ class CreateOnce:
         self._step: Step | None = None
         self._queued: Step | None = None  # a Sleep or Pending decided by the last answer
         self._take_over_before: float | None = None
+        self._asked_at = 0.0  # when the pending look-up began
         self._refused: EmedgeneError | None = None
         self._changed = False
         self._done: Done | None = None
@@ -481,6 +484,7 @@ class CreateOnce:
         if self.phase is Phase.REATTACH:
             return LookUp(self.key, record.lookup_since(self.since), self._checked)
         if self.phase is Phase.WINDOW:
+            self._asked_at = now  # a look-up proves absence as of when it *began* reading
             if self._window is None:
                 start = record.unclear_since(now)
                 assert start is not None
@@ -667,7 +671,8 @@ class CreateOnce:
             )
             self._post_again()
             return
-        left = f"{max(0.0, window.end - now):.0f} s of the {window.length:g} s window left"
+        asked = self._asked_at
+        left = f"{max(0.0, window.end - asked):.0f} s of the {window.length:g} s window left"
         if found is None:
             self._note(f"{head}: not in the case list yet ({left})", logging.INFO)
         else:
@@ -675,11 +680,14 @@ class CreateOnce:
                 f"{head}: found only case {found['name']} (status {found.get('status')!r}), in a failure "
                 f"status and possibly older than the unclear create ({left})"
             )
-        if not self.wait and now < window.end:
+        if not self.wait and asked < window.end:
             window.lookups += 1
             self._queued = Pending(window.end)
             return
-        pause = window.next_wait(now)
+        # A scan that began inside the window proves nothing about the time after it began: the window
+        # passes only on a look-up that began after its end (a long scan of a moving list once
+        # outlasted the window and let a second POST out while the first case was listed meanwhile).
+        pause = window.next_wait(asked)
         if pause is None:
             self._note(
                 f"no case with idempotency key {self.key!r} appeared within the {window.length:g} s "
