@@ -1,136 +1,39 @@
-"""The Emedgene connection form, declared once.
+"""The Emedgene connection form of both Airflow majors, derived from the extras' declaration.
 
-Airflow 3.2+ reads ``conn-fields`` and ``ui-field-behaviour`` from the provider info; Airflow
-2.11-3.1 call the hook's ``get_connection_form_widgets``/``get_ui_field_behaviour``. Both are
-built from the tables here, so the two forms cannot drift apart. No Airflow import: the provider
-info must stay cheap to load.
+Airflow 3.2+ reads ``conn-fields`` and ``ui-field-behaviour`` from the provider info
+(:func:`conn_fields_schema`, :data:`UI_FIELD_BEHAVIOUR`); Airflow 2.11-3.1 call the hook's
+``get_connection_form_widgets``/``get_ui_field_behaviour`` (:func:`form_widgets`,
+:func:`hook_field_behaviour`). Both are built from :data:`~emedgene_provider.client.settings.SETTINGS`,
+so neither form can drift from it. No Airflow import at module level: the provider info must stay
+cheap to load.
 
 What each form can show (checked against what Airflow serves, tests/test_provider_info.py):
 
-- A choice list (:data:`CHOICES`): Airflow 3 renders a field whose JSON schema has ``enum`` as a
-  clearable dropdown (``values_display`` gives the labels); Airflow 2.11 accepts only
-  String/Integer/Password/Boolean fields from a hook (any other class drops the whole hook), so
-  there it is a ``StringField`` drawn as a ``<select>`` and validated with ``any_of``.
+- A choice list: Airflow 3 renders a field whose JSON schema has ``enum`` as a clearable dropdown
+  (``values_display`` gives the labels); Airflow 2.11 accepts only String/Integer/Password/Boolean
+  fields from a hook (any other class drops the whole hook), so there it is a ``StringField`` drawn
+  as a ``<select>`` and validated with ``any_of``.
 - Placeholders: Airflow 3's API serves ``ui-field-behaviour`` placeholders for the standard
   fields only (host, login, password, ...); an extra field shows its label, its description and,
-  for a text field with ``examples`` (:data:`EXAMPLES`), a "Start typing to see options" hint with
-  those values as suggestions; a password-format field shows none. So the extras' placeholders in
-  :data:`UI_FIELD_BEHAVIOUR` serve Airflow 2.11's form, and each one's words are also in the
-  field's description for Airflow 3.
+  for a text field with ``examples``, a "Start typing to see options" hint with those values as
+  suggestions; a password-format field shows none. So the extras' placeholders serve Airflow
+  2.11's form, and the declaration checks each one's words are also in the field's description.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from emedgene_provider.client.settings import SETTINGS
+
 #: Extra fields: name -> (label, description, JSON-schema type, secret?).
 CONN_FIELDS: dict[str, tuple[str, str, str, bool]] = {
-    "api_key": (
-        "Illumina API key",
-        "Illumina API key (API-key auth), instead of username and password.",
-        "string",
-        True,
-    ),
-    "token_url": (
-        "API-key token URL",
-        "Where the API key is exchanged for a token. Derived for <tenant>.emg.illumina.com hosts "
-        "(https://<tenant>.login.illumina.com/platform-services-manager/Token); required otherwise.",
-        "string",
-        False,
-    ),
-    "auth_type": (
-        "Auth type",
-        "Password or API key; needed only when both a password and an API key are set.",
-        "string",
-        False,
-    ),
-    "verify": (
-        "TLS verification",
-        "true (default), false, or the path of a CA bundle file (a lab proxy, the simulator's --tls CA).",
-        "string",
-        False,
-    ),
-    "timeout": (
-        "Request timeout (s)",
-        "Seconds before a single request gives up. Default 30.",
-        "number",
-        False,
-    ),
-    "token_lifetime": (
-        "Token lifetime (s)",
-        "Used when the login answer carries neither expires_in nor a JWT exp. Default 3600.",
-        "number",
-        False,
-    ),
-    "max_retries": (
-        "Max retries",
-        "Retries of a transient failure (connection, timeout, 429, 502/503/504, 500 on reads). Default 5.",
-        "integer",
-        False,
-    ),
-    "retry_max_wait": (
-        "Longest retry wait (s)",
-        "Cap on one backoff wait and on a server's Retry-After. Default 60.",
-        "number",
-        False,
-    ),
-    "max_response_mb": (
-        "Largest answer (MB)",
-        "The largest JSON answer read into memory; a bigger one is an error. Default 256 (the "
-        "largest real export is about 83 MB).",
-        "number",
-        False,
-    ),
-    "reconcile_window": (
-        "Reconcile window (s)",
-        "After an unclear create (answer lost, timeout, 5xx), how long its idempotency key must stay "
-        "absent from the case list before the case is created again. Default 600.",
-        "number",
-        False,
-    ),
-    "requests_per_second": (
-        "Requests per second",
-        "The most requests per second this process (a worker, the triggerer) sends to this tenant, "
-        "shared by every task and wait; 0 for no limit. Default 20.",
-        "number",
-        False,
-    ),
-    "max_connections": (
-        "Max connections (triggerer)",
-        "HTTP connections kept open at most by the one client every deferred wait on this tenant "
-        "shares in a triggerer (1 to 1000). Default 100.",
-        "integer",
-        False,
-    ),
-    "case_url_template": (
-        "Case page URL template",
-        "The case link's target, with {base_url} and {case_name}. Default {base_url}/case/{case_name}.",
-        "string",
-        False,
-    ),
-    "custom_statuses": (
-        "Custom statuses",
-        "The lab's custom statuses (between Delivered and Finalized), comma-separated. Only declared "
-        "ones count as delivered; an unknown status keeps a wait going.",
-        "string",
-        False,
-    ),
-    "allow_http": (
-        "Allow plain http",
-        "Allow http:// to a non-loopback host. Off: the real service is HTTPS only.",
-        "boolean",
-        False,
-    ),
+    name: (s.label, s.description(), s.kind, s.secret) for name, s in SETTINGS.items()
 }
 
 #: Fields offered as a choice list: name -> ((value, what the form shows), ...). Blank stays allowed.
 CHOICES: dict[str, tuple[tuple[str, str], ...]] = {
-    "auth_type": (("password", "Username and password"), ("api_key", "Illumina API key")),
-}
-
-#: Suggestions for a free-text field (Airflow 3 lists them as the user types; any text is kept).
-EXAMPLES: dict[str, tuple[str, ...]] = {
-    "verify": ("true", "false"),
+    name: s.choices for name, s in SETTINGS.items() if s.choices
 }
 
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
@@ -140,8 +43,7 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "host": "https://lab.emedgene.com or lab.emg.illumina.com",
         "login": "user@lab.org (password auth)",
         "password": "password (password auth)",
-        "api_key": "Illumina API key (API-key auth)",
-        "verify": "true",
+        **{name: s.placeholder for name, s in SETTINGS.items() if s.placeholder},
     },
 }
 
@@ -149,21 +51,60 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 def conn_fields_schema() -> dict[str, Any]:
     """``conn-fields`` for the provider info (Airflow 3.2+)."""
     fields: dict[str, Any] = {}
-    for name, (label, description, kind, secret) in CONN_FIELDS.items():
-        schema: dict[str, Any] = {"type": [kind, "null"]}
-        if secret:
+    for name, setting in SETTINGS.items():
+        schema: dict[str, Any] = {"type": [setting.kind, "null"]}
+        if setting.secret:
             schema["format"] = "password"
-        if name in CHOICES:
-            schema["enum"] = [value for value, _ in CHOICES[name]]
-            schema["values_display"] = dict(CHOICES[name])
-        if name in EXAMPLES:
-            schema["examples"] = list(EXAMPLES[name])
-        fields[name] = {"label": label, "description": description, "schema": schema}
+        if setting.choices:
+            schema["enum"] = [value for value, _ in setting.choices]
+            schema["values_display"] = dict(setting.choices)
+        if setting.examples:
+            schema["examples"] = list(setting.examples)
+        fields[name] = {"label": setting.label, "description": setting.description(), "schema": schema}
     return fields
 
 
+def form_widgets() -> dict[str, Any]:
+    """The hook's ``get_connection_form_widgets`` (Airflow 2.11-3.1): WTForms fields of the FAB UI,
+    imported only when a form is drawn."""
+    from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+    from flask_babel import lazy_gettext
+    from wtforms import BooleanField, PasswordField, StringField
+    from wtforms.validators import Optional, any_of
+
+    widgets: dict[str, Any] = {}
+    for name, setting in SETTINGS.items():
+        label, description = lazy_gettext(setting.label), setting.description()
+        if setting.secret:
+            widgets[name] = PasswordField(label, widget=BS3PasswordFieldWidget(), description=description)
+        elif setting.choices:
+            # A StringField drawn as a <select>: Airflow 2.11 refuses a hook with any other
+            # field class. `any_of` is also what Airflow 3.0/3.1 turn into a dropdown.
+            widgets[name] = StringField(
+                label,
+                widget=ChoiceWidget(setting.choices),
+                validators=[Optional(), any_of([value for value, _ in setting.choices])],
+                description=description,
+            )
+        elif setting.kind == "boolean":
+            widgets[name] = BooleanField(label, description=description)
+        else:
+            widgets[name] = StringField(label, widget=BS3TextFieldWidget(), description=description)
+    return widgets
+
+
+def hook_field_behaviour() -> dict[str, Any]:
+    """The hook's ``get_ui_field_behaviour`` (Airflow 2.11-3.1): :data:`UI_FIELD_BEHAVIOUR` in the
+    hook method's spelling."""
+    return {
+        "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
+        "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+        "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
+    }
+
+
 class ChoiceWidget:
-    """Draws a text field of Airflow 2.11's connection form as a ``<select>`` of :data:`CHOICES`.
+    """Draws a text field of Airflow 2.11's connection form as a ``<select>`` of its choices.
 
     A WTForms widget: called with the bound field, returns its HTML. The blank first option keeps
     the extra unset; a stored value that is not a choice is kept (shown as is) rather than lost.

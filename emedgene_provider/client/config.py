@@ -2,7 +2,7 @@
 
 The hook (sync) and the trigger (async, which reads the connection through Airflow's async path)
 both call :func:`config_from_connection`, so a connection means the same thing to both. Every
-extra is documented in the README's connection table.
+extra, its default and its bounds are declared in :mod:`emedgene_provider.client.settings`.
 """
 
 from __future__ import annotations
@@ -25,63 +25,32 @@ from emedgene_provider.client.endpoints import case_path_segment
 from emedgene_provider.client.errors import EmedgeneConfigError
 from emedgene_provider.client.ratelimit import DEFAULT_REQUESTS_PER_SECOND
 from emedgene_provider.client.retry import RetryPolicy
+from emedgene_provider.client.settings import SETTINGS
 
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_TOKEN_LIFETIME = 3600.0
-DEFAULT_MAX_RETRIES = 5
-DEFAULT_RETRY_MAX_WAIT = 60.0
-DEFAULT_CASE_URL_TEMPLATE = "{base_url}/case/{case_name}"
-#: The largest JSON answer read into memory, in MB. A 200,000-variant export is about 83 MB of JSON
-#: (and several times that once parsed); 256 leaves room for that with a margin, while a runaway or
-#: hostile answer (2 GB) stops long before it takes a worker's or the triggerer's memory.
-DEFAULT_MAX_RESPONSE_MB = 256.0
+DEFAULT_TIMEOUT = SETTINGS["timeout"].number_default
+DEFAULT_TOKEN_LIFETIME = SETTINGS["token_lifetime"].number_default
+DEFAULT_MAX_RETRIES = int(SETTINGS["max_retries"].number_default)
+DEFAULT_RETRY_MAX_WAIT = SETTINGS["retry_max_wait"].number_default
+DEFAULT_CASE_URL_TEMPLATE = str(SETTINGS["case_url_template"].default)
+DEFAULT_MAX_RESPONSE_MB = SETTINGS["max_response_mb"].number_default
+DEFAULT_MAX_CONNECTIONS = int(SETTINGS["max_connections"].number_default)
 #: Each call (connect, send, headers, body) ends within this many ``timeout``\ s, retries aside:
 #: ``timeout`` bounds each single wait, this the whole, so a server that drips a byte at a time
 #: cannot hold a worker.
 DEADLINE_FACTOR = 4.0
-#: HTTP connections one async client (shared by every wait on a tenant in a triggerer) keeps open
-#: at most: enough for thousands of waits polling every minute (each poll holds one for a few ms),
-#: few enough that neither the triggerer's file descriptors nor the tenant feel them.
-DEFAULT_MAX_CONNECTIONS = 100
 
 #: (minimum, maximum) of each number extra. Beyond the maximum a value is a typo or a unit mistake
 #: (milliseconds for seconds) that would hold a worker for days; nan and inf are refused too.
 NUMBER_LIMITS: dict[str, tuple[float, float]] = {
-    "timeout": (0.001, 3600.0),
-    "token_lifetime": (1.0, 365 * 24 * 3600.0),
-    "max_retries": (0.0, 100.0),
-    "retry_max_wait": (0.0, 3600.0),
-    "max_response_mb": (1.0, 4096.0),
-    "reconcile_window": (0.0, 7 * 24 * 3600.0),
-    "max_connections": (1.0, 1000.0),
-    # 0 is "no limit"; above 10,000/s a client-side limit no longer limits anything.
-    "requests_per_second": (0.0, 10000.0),
+    name: setting.bounds for name, setting in SETTINGS.items() if setting.bounds is not None
 }
-#: The ceiling of a number extra missing from :data:`NUMBER_LIMITS` (pass ``maximum`` instead).
-DEFAULT_NUMBER_MAXIMUM = 1e6
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 #: Extras this provider reads; anything else is reported, since a misspelt ``verfy`` would
 #: otherwise silently leave a setting at its default.
-KNOWN_EXTRAS = (
-    "api_key",
-    "token_url",
-    "auth_type",
-    "verify",
-    "timeout",
-    "token_lifetime",
-    "max_retries",
-    "retry_max_wait",
-    "allow_http",
-    "case_url_template",
-    "max_response_mb",
-    "custom_statuses",
-    "reconcile_window",
-    "max_connections",
-    "requests_per_second",
-)
+KNOWN_EXTRAS = tuple(SETTINGS)
 
 
 @dataclass(frozen=True)
@@ -93,7 +62,11 @@ class ClientConfig:
     verify: bool | str = True
     timeout: float = DEFAULT_TIMEOUT
     token_lifetime: float = DEFAULT_TOKEN_LIFETIME
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(
+            max_attempts=DEFAULT_MAX_RETRIES + 1, max_wait=DEFAULT_RETRY_MAX_WAIT
+        )
+    )
     case_url_template: str | None = None
     #: The largest JSON answer read into memory, in bytes (the extra ``max_response_mb``).
     max_response_bytes: int = int(DEFAULT_MAX_RESPONSE_MB * 1024 * 1024)
@@ -157,19 +130,14 @@ def _bool(name: str, value: Any) -> bool:
     raise EmedgeneConfigError(f"Emedgene connection extra {name!r} must be true or false, not {value!r}.")
 
 
-def _number(
-    name: str,
-    value: Any,
-    default: float,
-    *,
-    integer: bool = False,
-) -> float:
-    """The number extra ``name``, or ``default`` when it is blank; EmedgeneConfigError naming the
-    extra for anything else than a finite number within its limits (:data:`NUMBER_LIMITS`).
-    ``integer`` refuses fractions (``max_retries``)."""
+def _number(name: str, value: Any, default: float | None = None) -> float:
+    """The number extra ``name``, or its default (declared, unless ``default`` is given) when it is
+    blank; EmedgeneConfigError naming the extra for anything else than a finite number within its
+    limits (:data:`NUMBER_LIMITS`), or a fraction for an integer extra (``max_retries``)."""
+    setting = SETTINGS[name]
     if value in (None, ""):
-        return default
-    low, high = NUMBER_LIMITS.get(name, (0.0, DEFAULT_NUMBER_MAXIMUM))
+        return setting.number_default if default is None else default
+    low, high = NUMBER_LIMITS[name]
     try:
         if isinstance(value, bool):  # JSON true is not 1 second
             raise TypeError
@@ -186,7 +154,7 @@ def _number(
         raise EmedgeneConfigError(f"Emedgene connection extra {name!r} must be at least {low:g}.")
     if number > high:
         raise EmedgeneConfigError(f"Emedgene connection extra {name!r} must be at most {high:g}.")
-    if integer and not number.is_integer():
+    if setting.kind == "integer" and not number.is_integer():
         raise EmedgeneConfigError(
             f"Emedgene connection extra {name!r} must be a whole number, not {value!r}."
         )
@@ -376,13 +344,15 @@ def config_from_connection(
         raw_host = f"{schema}://{raw_host}"
     if port and raw_host and urlsplit(raw_host if "://" in raw_host else "https://" + raw_host).port is None:
         raw_host = f"{raw_host.rstrip('/')}:{port}"
-    allow_http = _bool("allow_http", extras.get("allow_http", False))
+    allow_http = _bool("allow_http", extras.get("allow_http", SETTINGS["allow_http"].default))
     base_url = normalise_base_url(raw_host, allow_http=allow_http)
 
     auth_type = extras.get("auth_type")
-    if auth_type not in (None, "", "password", "api_key"):
+    auth_types = [value for value, _ in SETTINGS["auth_type"].choices]
+    if auth_type not in (None, "", *auth_types):
         raise EmedgeneConfigError(
-            f"Emedgene connection extra 'auth_type' must be 'password' or 'api_key', not {auth_type!r}."
+            f"Emedgene connection extra 'auth_type' must be {' or '.join(map(repr, auth_types))}, "
+            f"not {auth_type!r}."
         )
     if not auth_type:
         if api_key and (login or password):
@@ -410,7 +380,7 @@ def config_from_connection(
         token_url=token_url,
     )
 
-    verify_raw = extras.get("verify", True)
+    verify_raw = extras.get("verify", SETTINGS["verify"].default)
     verify: bool | str
     if isinstance(verify_raw, bool):
         verify = verify_raw
@@ -424,9 +394,9 @@ def config_from_connection(
                 "an existing CA bundle file."
             )
         load_ca_bundle(verify)
-    max_retries = int(_number("max_retries", extras.get("max_retries"), DEFAULT_MAX_RETRIES, integer=True))
-    max_response_mb = _number("max_response_mb", extras.get("max_response_mb"), DEFAULT_MAX_RESPONSE_MB)
-    retry_max_wait = _number("retry_max_wait", extras.get("retry_max_wait"), DEFAULT_RETRY_MAX_WAIT)
+    # The rate's default is read at call time, so that a test suite can make connections unlimited.
+    overrides = {"requests_per_second": DEFAULT_REQUESTS_PER_SECOND}
+    numbers = {name: _number(name, extras.get(name), overrides.get(name)) for name in NUMBER_LIMITS}
     case_url_template = extras.get("case_url_template") or None
     if case_url_template is not None:
         try:
@@ -439,21 +409,15 @@ def config_from_connection(
     return ClientConfig(
         credentials=credentials,
         verify=verify,
-        timeout=_number("timeout", extras.get("timeout"), DEFAULT_TIMEOUT),
-        token_lifetime=_number("token_lifetime", extras.get("token_lifetime"), DEFAULT_TOKEN_LIFETIME),
-        max_response_bytes=int(max_response_mb * 1024 * 1024),
-        retry=RetryPolicy(max_attempts=max_retries + 1, max_wait=retry_max_wait),
+        timeout=numbers["timeout"],
+        token_lifetime=numbers["token_lifetime"],
+        max_response_bytes=int(numbers["max_response_mb"] * 1024 * 1024),
+        retry=RetryPolicy(max_attempts=int(numbers["max_retries"]) + 1, max_wait=numbers["retry_max_wait"]),
         case_url_template=case_url_template,
         custom_statuses=parse_custom_statuses(extras.get("custom_statuses")),
-        reconcile_window=_number(
-            "reconcile_window", extras.get("reconcile_window"), DEFAULT_RECONCILE_WINDOW
-        ),
-        max_connections=int(
-            _number("max_connections", extras.get("max_connections"), DEFAULT_MAX_CONNECTIONS, integer=True)
-        ),
-        requests_per_second=_number(
-            "requests_per_second", extras.get("requests_per_second"), DEFAULT_REQUESTS_PER_SECOND
-        ),
+        reconcile_window=numbers["reconcile_window"],
+        max_connections=int(numbers["max_connections"]),
+        requests_per_second=numbers["requests_per_second"],
         on_secret=on_secret,
     )
 

@@ -34,9 +34,10 @@ import time
 from collections.abc import Callable, Mapping
 
 from emedgene_provider.client.retry import parse_retry_after
+from emedgene_provider.client.settings import SETTINGS
 
 #: Requests per second when the connection does not say (extra ``requests_per_second``).
-DEFAULT_REQUESTS_PER_SECOND = 20.0
+DEFAULT_REQUESTS_PER_SECOND = SETTINGS["requests_per_second"].number_default
 
 
 def default_burst(rate: float) -> float:

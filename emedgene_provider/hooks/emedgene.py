@@ -19,7 +19,7 @@ from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
 from emedgene_provider.client.config import ClientConfig, config_from_conn
 from emedgene_provider.client.endpoints import case_path_segment
-from emedgene_provider.connection_fields import CHOICES, CONN_FIELDS, UI_FIELD_BEHAVIOUR, ChoiceWidget
+from emedgene_provider.connection_fields import form_widgets, hook_field_behaviour
 
 if TYPE_CHECKING:  # the HTTP client (requests, tenacity) is imported when a call is made, not when a
     # DAG file that uses the operators is parsed
@@ -71,42 +71,12 @@ class EmedgeneHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Extra fields of the connection form, from the same table as the provider info."""
-        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
-        from flask_babel import lazy_gettext
-        from wtforms import BooleanField, PasswordField, StringField
-        from wtforms.validators import Optional, any_of
-
-        widgets: dict[str, Any] = {}
-        for name, (label, description, kind, secret) in CONN_FIELDS.items():
-            if secret:
-                widgets[name] = PasswordField(
-                    lazy_gettext(label), widget=BS3PasswordFieldWidget(), description=description
-                )
-            elif name in CHOICES:
-                # A StringField drawn as a <select>: Airflow 2.11 refuses a hook with any other
-                # field class. `any_of` is also what Airflow 3.0/3.1 turn into a dropdown.
-                widgets[name] = StringField(
-                    lazy_gettext(label),
-                    widget=ChoiceWidget(CHOICES[name]),
-                    validators=[Optional(), any_of([value for value, _ in CHOICES[name]])],
-                    description=description,
-                )
-            elif kind == "boolean":
-                widgets[name] = BooleanField(lazy_gettext(label), description=description)
-            else:
-                widgets[name] = StringField(
-                    lazy_gettext(label), widget=BS3TextFieldWidget(), description=description
-                )
-        return widgets
+        """Extra fields of the connection form, from the extras' declaration (as the provider info)."""
+        return form_widgets()
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
-            "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
-            "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
-        }
+        return hook_field_behaviour()
 
     # -- the client -----------------------------------------------------------------------------
 
