@@ -87,7 +87,8 @@ def free_port() -> int:
 
 def write_manifest(path: Path, cases: int) -> None:
     """``cases`` singleton exome cases in Emedgene's batch CSV format (the DAG's manifest), one
-    family per row. The format allows at most 50 cases a file (``emedgene_provider.batch.MAX_CASES``)."""
+    family per row. The format allows at most 50 cases a file
+    (``emedgene_provider.cases.batch_csv.MAX_CASES``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         out = csv.writer(handle)

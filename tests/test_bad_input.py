@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from emedgene_provider.cases.validation import case_problems
 from emedgene_provider.client import endpoints
 from emedgene_provider.client.aio import AsyncEmedgeneClient
 from emedgene_provider.client.auth import TOKEN_CACHE, Credentials, Token, parse_token
@@ -34,7 +35,6 @@ from emedgene_provider.client.errors import (
     EmedgeneError,
     EmedgeneInvalidCaseNameError,
 )
-from emedgene_provider.client.payload import case_problems
 from emedgene_provider.client.responses import AuthRejected, interpret, interpret_login
 from emedgene_provider.client.retry import TransientFailure
 from emedgene_provider.client.secrets import Scrubber

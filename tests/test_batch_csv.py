@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from emedgene_provider.batch import (
-    FAMILY_ID_KEY,
+from emedgene_provider.cases.batch_csv import (
     BatchCase,
     BatchCsvError,
     BatchProblem,
     read_batch_csv,
 )
+from emedgene_provider.cases.extra_data import FAMILY_ID_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "batch"
@@ -766,7 +766,7 @@ def test_importing_the_reader_loads_no_airflow() -> None:
     import sys
 
     probe = (
-        "import sys, emedgene_provider.batch\n"
+        "import sys, emedgene_provider.cases.batch_csv\n"
         "print(any(m == 'airflow' or m.startswith('airflow.') for m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)

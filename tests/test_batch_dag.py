@@ -19,16 +19,16 @@ import pytest
 from airflow.providers.common.compat.sdk import DAG, AirflowFailException, AirflowSkipException
 from airflow_fixtures import EXAMPLE_DAGS, FakeTI, creates, make_context, valid_case
 
-from emedgene_provider.batch import BatchCsvError, read_batch_csv
-from emedgene_provider.client.builder import Case, Member, SampleFile, parse_date
-from emedgene_provider.client.payload import MAX_NOTES, MAX_PHENOTYPES, case_problems, case_warnings
+from emedgene_provider.cases.batch_csv import BatchCsvError, read_batch_csv
+from emedgene_provider.cases.builder import Case, Member, SampleFile, parse_date
+from emedgene_provider.cases.extra_data import family_of
+from emedgene_provider.cases.validation import MAX_NOTES, MAX_PHENOTYPES, case_problems, case_warnings
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.operators.batch import (
     EmedgeneBatchCsvOperator,
     EmedgeneBatchSummaryOperator,
     batch_summary,
     cases_from_batch_csv,
-    family_of,
 )
 from emedgene_provider.operators.emedgene import FAMILY_ID_CONTEXT_KEY, EmedgeneCreateCaseOperator
 

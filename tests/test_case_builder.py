@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from emedgene_provider.client.builder import (
+from emedgene_provider.cases.builder import (
     Case,
     CaseProblemsError,
     Member,
@@ -19,7 +19,7 @@ from emedgene_provider.client.builder import (
     file_kind,
     parse_date,
 )
-from emedgene_provider.client.payload import case_problems
+from emedgene_provider.cases.validation import case_problems
 
 DATA = Path(__file__).parent / "data" / "batch"
 
@@ -108,7 +108,7 @@ def test_example_2_singleton_waiting_for_sequencing_builds_the_documented_json()
 
 
 def test_built_cases_pass_the_local_payload_check() -> None:
-    """The builder and payload.case_problems (the operator's local check) agree on valid cases."""
+    """The builder and validation.case_problems (the operator's local check) agree on valid cases."""
     assert case_problems(trio().to_json()) == []
     assert case_problems(solo().to_json()) == []
 

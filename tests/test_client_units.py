@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from emedgene_provider.cases.validation import case_problems
 from emedgene_provider.client import endpoints, status
 from emedgene_provider.client.auth import (
     MAX_RENEWAL_LEAD,
@@ -31,7 +32,6 @@ from emedgene_provider.client.config import (
     parse_extra,
 )
 from emedgene_provider.client.errors import EmedgeneConfigError, EmedgeneInvalidCaseNameError
-from emedgene_provider.client.payload import case_problems
 from emedgene_provider.client.responses import server_words, trim
 from emedgene_provider.client.retry import RetryPolicy, is_retryable_status, parse_retry_after
 

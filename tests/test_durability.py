@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException
 
+from emedgene_provider.cases.extra_data import IDEMPOTENCY_FIELD
 from emedgene_provider.client import errors
-from emedgene_provider.client.payload import IDEMPOTENCY_FIELD
+from emedgene_provider.exceptions import EmedgeneCaseFailedError
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.operators.emedgene import (
     EmedgeneCreateCaseOperator,
     EmedgeneExportCaseOperator,
     default_idempotency_key,
 )
-from emedgene_provider.waiting import EmedgeneCaseFailedError
 
 ROOT = Path(__file__).resolve().parent.parent
 CASE = json.loads((ROOT / "dags_examples" / "cases" / "trio-exome-vcf.json").read_text())

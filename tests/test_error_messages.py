@@ -22,7 +22,7 @@ by changing the passed text. The result, by module (message -> the test that rea
   whole number -> test_hostile_config; at most -> test_shared_client; ``custom_statuses`` (not a
   JSON list, not a list, a lifecycle status) -> test_status_fail_closed; credentials in a URL,
   a junk CA bundle -> test_hostile_config; a missing CA bundle -> test_tls.
-- ``client/endpoints.py``, ``client/payload.py``: invalid case name, unknown phenotype -> here.
+- ``client/endpoints.py``: invalid case name -> here.
 - ``client/polling.py``, ``client/ratelimit.py``: poll interval, max_poll_interval, jitter ->
   test_polling; rate and burst -> test_rate_limit.
 - ``client/reconcile.py``: page_size -> here; an endless list, a repeated page -> test_reconcile.
@@ -34,7 +34,7 @@ by changing the passed text. The result, by module (message -> the test that rea
   test_status_fail_closed; TLS verification -> test_tls; https to plain http -> test_hostile_config;
   above max_response_mb -> test_streamed_results.
 - ``client/sync.py``: an unclear create still in its window -> test_reconcile.
-- ``client/builder.py``, ``batch.py``: ``CaseProblemsError``, a batch source of another kind ->
+- ``cases/builder.py``, ``cases/batch_csv.py``: ``CaseProblemsError``, a batch source of another kind ->
   here; a date not YYYY-MM-DD -> test_batch_dag; ``BatchCsvError`` -> test_batch_csv.
 - ``operators/emedgene.py``: case text not JSON, case problems, unreadable case file, result too big
   for XCom, the reconcile trigger's error -> here; case not a JSON object -> test_batch_dag. Not
@@ -187,16 +187,6 @@ def test_invalid_case_name_shows_the_name_and_the_rule() -> None:
     assert str(raised.value) == (
         "Invalid Emedgene case name '../storage': expected letters, digits, '_', '.' or '-' "
         "(such as EMG107903188), with no '/', '..', '?', '#', '%' or whitespace."
-    )
-
-
-def test_unknown_phenotype_term_names_both_accepted_forms() -> None:
-    from emedgene_provider.client.payload import phenotype_id
-
-    with pytest.raises(ValueError) as raised:
-        phenotype_id("seizures")
-    assert str(raised.value) == (
-        "'seizures' is neither an HPO term (HP:0001250) nor an Emedgene phenotype id"
     )
 
 
@@ -404,7 +394,7 @@ def test_streamed_answer_that_breaks_after_valid_json(requests_mock) -> None:
 
 
 def test_refused_case_lists_every_problem() -> None:
-    from emedgene_provider.client.builder import Case, CaseProblemsError
+    from emedgene_provider.cases.builder import Case, CaseProblemsError
 
     with pytest.raises(CaseProblemsError) as raised:
         Case(case_type="", members=()).to_json()
@@ -416,7 +406,7 @@ def test_refused_case_lists_every_problem() -> None:
 
 
 def test_batch_csv_source_of_another_kind() -> None:
-    from emedgene_provider.batch import read_batch_csv
+    from emedgene_provider.cases.batch_csv import read_batch_csv
 
     with pytest.raises(TypeError) as raised:
         read_batch_csv(42)  # type: ignore[arg-type]

@@ -34,6 +34,7 @@ from emedgene_provider import waiting
 from emedgene_provider.client import sync as client_sync
 from emedgene_provider.client.create import CreateRecord
 from emedgene_provider.client.errors import EmedgeneInvalidRequestError
+from emedgene_provider.exceptions import EmedgeneCaseFailedError
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.links.emedgene import XCOM_CASE_NAME, XCOM_CASE_URL, EmedgeneCaseLink
 from emedgene_provider.operators.emedgene import (
@@ -45,7 +46,6 @@ from emedgene_provider.operators.emedgene import (
 )
 from emedgene_provider.sensors.emedgene import EmedgeneCaseStatusSensor
 from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger
-from emedgene_provider.waiting import EmedgeneCaseFailedError
 
 UNIT_KEY = "airflow:unit_dag:manual__unit:unit_task:-1"  # FakeTI's task instance
 CASE_FILES = Path(__file__).resolve().parent.parent / "dags_examples" / "cases"

@@ -2,7 +2,7 @@
 
 The status model, the trigger's events, the sensor and the create operator speak
 :class:`~emedgene_provider.client.status.WaitOutcome`; a trigger event stays JSON (the Enum's value)
-and an event written by an earlier version of the provider (the same bare strings) still resumes.
+and an event read back as plain JSON (bare strings) resumes.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from emedgene_provider.waiting import resume
 # -- the Enum -----------------------------------------------------------------------------------------
 
 
-def test_the_values_are_the_strings_earlier_versions_wrote() -> None:
-    """Events fired by the previous version carried these bare strings under "status"."""
+def test_the_values_are_the_strings_trigger_events_carry() -> None:
+    """A trigger event carries one of these bare strings under "status"."""
     assert {o.value for o in TRIGGER_EVENT_OUTCOMES} == {"success", "failed", "timeout", "error"}
     assert [o.value for o in WaitOutcome] == ["waiting", "success", "failed", "timeout", "error"]
 
@@ -64,7 +64,7 @@ def test_an_outcome_serializes_and_logs_as_its_value() -> None:
 @pytest.mark.parametrize(
     ("value", "outcome"),
     [
-        ("success", WaitOutcome.SUCCESS),  # as written by this and earlier versions
+        ("success", WaitOutcome.SUCCESS),  # as a trigger event carries it
         ("failed", WaitOutcome.FAILED),
         ("timeout", WaitOutcome.TIMEOUT),
         ("error", WaitOutcome.ERROR),
@@ -85,11 +85,11 @@ def test_evaluate_returns_members() -> None:
     assert evaluate("Uploading", ["Delivered"], None) is WaitOutcome.WAITING
 
 
-# -- resuming an event an earlier version fired -------------------------------------------------------
+# -- resuming an event read back as plain JSON --------------------------------------------------------
 
 
-def _old_event(status: str, case_status: str | None, message: str = "") -> dict[str, Any]:
-    """An event exactly as the previous version's trigger stored it (plain JSON)."""
+def _stored_event(status: str, case_status: str | None, message: str = "") -> dict[str, Any]:
+    """An event as the triggerer stores it and the task reads it back: plain JSON, bare strings."""
     return json.loads(
         json.dumps(
             {"status": status, "case_name": "EMG000000042", "case_status": case_status, "message": message}
@@ -97,15 +97,15 @@ def _old_event(status: str, case_status: str | None, message: str = "") -> dict[
     )
 
 
-def test_an_earlier_versions_events_resume() -> None:
-    assert resume(_old_event("success", "Delivered")) == "Delivered"
+def test_events_read_back_as_plain_json_resume() -> None:
+    assert resume(_stored_event("success", "Delivered")) == "Delivered"
     with pytest.raises(EmedgeneCaseFailedError) as raised:
-        resume(_old_event("failed", "Issue reported"))
+        resume(_stored_event("failed", "Issue reported"))
     assert (raised.value.case_name, raised.value.case_status) == ("EMG000000042", "Issue reported")
     with pytest.raises(AirflowSkipException, match="timed out waiting for Delivered"):
-        resume(_old_event("timeout", "In progress", "timed out waiting for Delivered"), soft_fail=True)
+        resume(_stored_event("timeout", "In progress", "timed out waiting for Delivered"), soft_fail=True)
     with pytest.raises(Exception, match="EMG000000042 not found"):
-        resume(_old_event("error", None, "Emedgene case EMG000000042 not found"))
+        resume(_stored_event("error", None, "Emedgene case EMG000000042 not found"))
 
 
 # -- one module for every exception -------------------------------------------------------------------
@@ -123,10 +123,7 @@ def test_every_client_error_is_importable_from_emedgene_provider_exceptions() ->
     assert set(exceptions.__all__) == defined | {"EmedgeneCaseFailedError"}
 
 
-def test_the_case_failed_error_keeps_its_old_import_path_and_fails_without_retry() -> None:
-    from emedgene_provider.waiting import EmedgeneCaseFailedError as old_path
-
-    assert old_path is EmedgeneCaseFailedError
+def test_the_case_failed_error_fails_without_retry() -> None:
     error = EmedgeneCaseFailedError("x", case_name="EMG000000001", case_status="Trash bin")
     assert isinstance(error, AirflowFailException)
     assert (error.case_name, error.case_status) == ("EMG000000001", "Trash bin")

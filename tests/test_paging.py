@@ -21,6 +21,7 @@ from airflow_fixtures import connect
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from emedgene_provider.cases.extra_data import IDEMPOTENCY_FIELD, with_idempotency_key
 from emedgene_provider.client import errors
 from emedgene_provider.client.endpoints import ApiCall
 from emedgene_provider.client.paging import (
@@ -31,7 +32,6 @@ from emedgene_provider.client.paging import (
     parse_stamp,
     provably_older,
 )
-from emedgene_provider.client.payload import IDEMPOTENCY_FIELD, with_idempotency_key
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.testing import EmedgeneSimulator
 from emedgene_provider.testing.quirks import CREATED_STYLES, LIST_TOTALS

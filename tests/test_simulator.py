@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 import requests
 
+from emedgene_provider.cases.validation import case_problems
 from emedgene_provider.client import status as st
 from emedgene_provider.client.endpoints import (
     API_KEY_TOKEN_PATH,
@@ -30,7 +31,6 @@ from emedgene_provider.client.endpoints import (
     LEGACY_LOGIN_PATH,
     LOGIN_PATH,
 )
-from emedgene_provider.client.payload import case_problems
 from emedgene_provider.testing import EmedgeneSimulator
 
 DEADLINE = 20.0  # seconds a polling loop may take before the test gives up

@@ -41,7 +41,7 @@ async def _events(trigger: EmedgeneCaseStatusTrigger, limit: float = 20) -> list
     """Every event the trigger yields until its generator ends (bounded by ``limit`` seconds).
 
     Each is checked to be plain JSON: its ``status`` the value of a trigger-event
-    :class:`WaitOutcome`, a bare ``str`` (not the Enum member), as earlier versions wrote it."""
+    :class:`WaitOutcome`, a bare ``str`` (not the Enum member)."""
 
     async def collect() -> list[dict]:
         return [event.payload async for event in trigger.run()]

@@ -44,12 +44,14 @@ from typing import Any, Protocol
 from emedgene_provider.client import status as lifecycle
 from emedgene_provider.client.claims import Claim
 from emedgene_provider.client.errors import EmedgeneError, EmedgeneUnavailableError
+from emedgene_provider.client.settings import SETTINGS
 
 #: Allowance, in seconds, for the server's clock running behind ours when a look-up starts from a
 #: time we measured (the first attempt, the run's start).
 CLOCK_SKEW = 600.0
-#: Seconds a key must stay absent after an unclear create before the case is created again.
-DEFAULT_RECONCILE_WINDOW = 600.0
+#: Seconds a key must stay absent after an unclear create before the case is created again (the
+#: extra ``reconcile_window``).
+DEFAULT_RECONCILE_WINDOW = SETTINGS["reconcile_window"].number_default
 #: Backoff between look-ups inside a window: the first wait, doubling up to the cap.
 LOOKUP_FIRST_WAIT = 1.0
 LOOKUP_MAX_WAIT = 30.0

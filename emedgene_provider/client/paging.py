@@ -45,10 +45,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from emedgene_provider.cases.extra_data import idempotency_key_of
 from emedgene_provider.client import endpoints
 from emedgene_provider.client.endpoints import ApiCall
 from emedgene_provider.client.errors import EmedgeneListInconsistentError
-from emedgene_provider.client.payload import idempotency_key_of
 from emedgene_provider.client.responses import field_of
 
 #: Cases per page when looking a key up.

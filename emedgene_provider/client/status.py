@@ -123,10 +123,9 @@ class WaitOutcome(str, Enum):
     """Where a wait on a case stands, or how it ended: the one vocabulary of the status model
     (:func:`evaluate`), the trigger's events, the sensor and the operators.
 
-    The value is the string a trigger event carries under ``"status"`` (JSON; the same strings
-    earlier versions wrote, so an event fired by one of them resumes here). A ``str`` subclass, so
-    it serializes and logs as its value; compare members by identity (``is``), since a case status
-    string never is one.
+    The value is the string a trigger event carries under ``"status"`` (the event is plain JSON).
+    A ``str`` subclass, so it serializes and logs as its value; compare members by identity
+    (``is``), since a case status string never is one.
     """
 
     #: Not yet: no target reached and no failure (also a status nobody declared: fail closed).
@@ -150,8 +149,8 @@ class WaitOutcome(str, Enum):
 
     @classmethod
     def parse(cls, value: object) -> WaitOutcome | None:
-        """The outcome a trigger event's ``"status"`` names (a member or its value, in any case, as
-        this and earlier versions wrote it), or None for anything else."""
+        """The outcome a trigger event's ``"status"`` names (a member, or its value in any letter
+        case), or None for anything else."""
         if isinstance(value, cls):
             return value
         try:

@@ -7,7 +7,7 @@ The whole batch, the way a lab uploads it to Emedgene, is three lines::
     batch_summary(created.output, cases=cases)
 
 - :func:`cases_from_batch_csv` adds an :class:`EmedgeneBatchCsvOperator` task that reads the file
-  (:func:`emedgene_provider.batch.read_batch_csv`) and returns the case JSONs, in file order, to map
+  (:func:`emedgene_provider.cases.batch_csv.read_batch_csv`) and returns the case JSONs, in file order, to map
   the create over. A file with problems fails the task with every problem listed, and no retry
   (the file must change first). With ``validate_on_server=True`` every case is first validated by
   the tenant (``POST /api/cases/v2/cases?dry_run=true``), and if it refuses any, the task fails
@@ -36,7 +36,8 @@ from airflow.providers.common.compat.sdk import (
     ObjectStoragePath,
 )
 
-from emedgene_provider.batch import FAMILY_ID_KEY, BatchCase, BatchCsvError, read_batch_csv
+from emedgene_provider.cases.batch_csv import BatchCase, BatchCsvError, read_batch_csv
+from emedgene_provider.cases.extra_data import FAMILY_ID_KEY, family_of
 from emedgene_provider.client.errors import EmedgeneInvalidRequestError
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 
@@ -48,7 +49,6 @@ __all__ = [
     "EmedgeneBatchSummaryOperator",
     "batch_summary",
     "cases_from_batch_csv",
-    "family_of",
 ]
 
 
@@ -165,18 +165,6 @@ def cases_from_batch_csv(
         **kwargs,
     )
     return operator.output
-
-
-def family_of(case_json: Any, key: str = FAMILY_ID_KEY) -> str | None:
-    """The Family Id a case carries in its ``extra_data``, wherever the server returns it (at the
-    top of the case JSON or inside ``test_data``); None when it has none."""
-    if not isinstance(case_json, dict):
-        return None
-    for holder in (case_json, case_json.get("test_data")):
-        extra = holder.get("extra_data") if isinstance(holder, dict) else None
-        if isinstance(extra, dict) and isinstance(extra.get(key), (str, int)) and str(extra[key]):
-            return str(extra[key])
-    return None
 
 
 class EmedgeneBatchSummaryOperator(BaseOperator):

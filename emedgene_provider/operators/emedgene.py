@@ -22,7 +22,9 @@ from airflow.providers.common.compat.sdk import (
 )
 from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
 
-from emedgene_provider.client.create import CreateRecord, Journal, MemoryJournal
+from emedgene_provider.cases.extra_data import FAMILY_ID_KEY
+from emedgene_provider.cases.validation import case_problems, case_warnings
+from emedgene_provider.client.create import CLOCK_SKEW, CreateRecord, Journal, MemoryJournal
 from emedgene_provider.client.endpoints import case_path_segment
 from emedgene_provider.client.errors import EmedgeneCreatePendingError
 from emedgene_provider.client.events import (
@@ -32,7 +34,6 @@ from emedgene_provider.client.events import (
     parse_reconcile_event,
     parse_status_event,
 )
-from emedgene_provider.client.payload import CLOCK_SKEW, FAMILY_ID_KEY, case_problems, case_warnings
 from emedgene_provider.client.polling import PollSchedule
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.links.emedgene import XCOM_CASE_NAME, XCOM_CASE_URL, EmedgeneCaseLink
@@ -118,7 +119,7 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
         know yet.
 
     A mapped instance whose case carries a Family Id (``test_data.extra_data.family_id``, as
-    :func:`emedgene_provider.batch.read_batch_csv` sets it) is labelled with it in the UI, unless
+    :func:`emedgene_provider.cases.batch_csv.read_batch_csv` sets it) is labelled with it in the UI, unless
     the task has a ``map_index_template`` of its own.
     """
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from emedgene_provider.cases.validation import case_problems, case_warnings
 from emedgene_provider.client import status as st
 from emedgene_provider.client.endpoints import (
     API_KEY_TOKEN_PATH,
@@ -33,7 +34,6 @@ from emedgene_provider.client.endpoints import (
     LOGIN_PATH,
     STORAGE_PATH,
 )
-from emedgene_provider.client.payload import case_problems, case_warnings
 from emedgene_provider.testing.config import SimulatorConfig, check_list_options
 from emedgene_provider.testing.faults import Fault, FaultPlan, drip, drop_connection, fault_response, huge
 from emedgene_provider.testing.quirks import Quirks
@@ -490,7 +490,7 @@ def build_app(sim: Simulation) -> web.Application:
         except ValueError as exc:
             return _error(400, str(exc))
         # The tenant knows its case types and relationships: what a client only warns about
-        # (payload.case_warnings) is refused here, after every certain problem.
+        # (case_warnings) is refused here, after every certain problem.
         problems = case_problems(body) + case_warnings(body)
         if problems:
             return _error(400, problems[0])

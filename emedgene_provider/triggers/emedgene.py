@@ -61,8 +61,7 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
         (the rule: :mod:`emedgene_provider.client.polling`).
     :param end_time: absolute deadline (epoch seconds), so a resumed trigger keeps the task's timeout.
     :param max_poll_interval: the longest wait between two polls (before jitter); None for
-        ``max(poll_interval, min(8 * poll_interval, 3600))``. A trigger serialized without it (an
-        earlier version of the provider) resumes with that default.
+        ``max(poll_interval, min(8 * poll_interval, 3600))``.
     :param not_found_until: until then (epoch seconds), a 404 for the case is the tenant not having
         caught up with its create (a replica behind the write), and the wait goes on; after it, a
         404 ends the wait as an error. The create operator sets it to a reconcile window after its

@@ -7,7 +7,7 @@ and raises :class:`BatchCsvError` listing **every** problem at once, each named 
 first sample row after the column-name row is 1), file line, column and family.
 
 The rules, their sources and our ``[assumed]`` choices are in ``docs/batch-csv.md`` (from the
-design note ``batch-csv.md``); the case JSON is built by :mod:`emedgene_provider.client.builder`.
+design note ``batch-csv.md``); the case JSON is built by :mod:`emedgene_provider.cases.builder`.
 
 No Airflow import here: a DAG file, a notebook or a LIMS script can validate a manifest alike.
 Whatever the tenant alone knows (whether a case type, a phenotype, a gene list is accepted) is
@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol, Union
 
-from emedgene_provider.client.builder import (
+from emedgene_provider.cases.builder import (
     ROLES,
     SEXES,
     Case,
@@ -32,10 +32,9 @@ from emedgene_provider.client.builder import (
     Problem,
     SampleFile,
 )
-from emedgene_provider.client.payload import FAMILY_ID_KEY, IDEMPOTENCY_FIELD
+from emedgene_provider.cases.extra_data import FAMILY_ID_KEY, IDEMPOTENCY_FIELD
 
 __all__ = [
-    "FAMILY_ID_KEY",
     "MAX_CASES",
     "BatchCase",
     "BatchCsvError",

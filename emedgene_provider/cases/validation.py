@@ -8,7 +8,7 @@ Only what is certainly wrong is a problem (a malformed shape, notes over 4000 ch
 than 100 phenotypes, a missing proband...). A value the tenant may know better than we do (a case
 type or a relationship we have not seen) is sent as given: :func:`case_warnings` names it, and the
 server's dry run (``?dry_run=true``) is the authority. The shapes the case builder
-(:mod:`emedgene_provider.client.builder`) produces are all accepted: members whose sample has no
+(:mod:`emedgene_provider.cases.builder`) produces are all accepted: members whose sample has no
 files yet (``pending_sample_name``), phenotypes by ``name`` with ``related``, the proband's pending
 sample with empty ``sampleFiles``, and a reused platform sample (``{id, fastq}``).
 """
@@ -16,7 +16,6 @@ sample with empty ``sampleFiles``, and a reused platform sample (``{id, fastq}``
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
 from typing import Any
 
 CASE_TYPES = ("Exome", "Whole Genome", "Custom Panel", "Array")
@@ -29,10 +28,20 @@ MAX_NOTES = 4000
 FASTQ_EXTENSIONS = (".fastq.gz", ".fq.gz", ".bam", ".cram")
 VCF_EXTENSIONS = (".vcf", ".vcf.gz", ".gvcf", ".gvcf.gz")
 DUE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-#: Files a VCF case's sample may list besides its VCFs: the visualization files the builder appends
-#: to ``sampleFiles`` [doc][cli] (the BAM/CRAM goes to ``bam_location``). Same list as
-#: ``builder.VISUALIZATION_KINDS``, which imports this module.
-VCF_COMPANION_EXTENSIONS = (".tn.bw", ".baf.bw", ".roh.bed", ".target.counts.bw", ".metrics.tar.gz")
+#: Visualization files of a VCF case, by name ending [doc][cli]. The builder makes the BAM/CRAM the
+#: sample's ``bam_location`` and appends the others to its ``sampleFiles``.
+VISUALIZATION_KINDS = (
+    (".bam", "bam"),
+    (".cram", "bam"),
+    (".tn.bw", "tn-bw"),
+    (".baf.bw", "baf-bw"),
+    (".roh.bed", "roh-bed"),
+    (".target.counts.bw", "targetcounts-bw"),
+    (".metrics.tar.gz", "dragen-metrics"),
+)
+#: Files a VCF case's sample may list in ``sampleFiles`` besides its VCFs: the visualization files
+#: other than the BAM/CRAM.
+VCF_COMPANION_EXTENSIONS = tuple(end for end, kind in VISUALIZATION_KINDS if kind != "bam")
 #: A case type or relationship longer than this is not a name the tenant may know but a broken value.
 MAX_NAME = 100
 
@@ -233,69 +242,3 @@ def case_warnings(case: Any) -> list[str]:
                     f"({', '.join(RELATIONSHIPS)})"
                 )
     return warnings
-
-
-_HPO = re.compile(r"^HP:(\d{7})$")
-
-
-def phenotype_id(term: str) -> str:
-    """Emedgene's id for an HPO term: ``HP:0001250`` → ``phenotypes/EMG_PHENOTYPE_0001250`` [py];
-    an id already in Emedgene's form passes through."""
-    text = term.strip()
-    if PHENOTYPE_ID.match(text):
-        return text
-    match = _HPO.match(text.upper())
-    if not match:
-        raise ValueError(f"{_show(term)} is neither an HPO term (HP:0001250) nor an Emedgene phenotype id")
-    return f"phenotypes/EMG_PHENOTYPE_{match.group(1)}"
-
-
-#: Where a case carries the key of the request that made it: ``test_data.extra_data`` is the case
-#: JSON's free-form object [cli][doc] that the server keeps and returns with the case (the
-#: simulator returns it as ``extra_data`` of ``GET /api/test/{name}``) [assumed]. ``notes`` is
-#: not used: lab staff edit it, and it is shown on reports.
-IDEMPOTENCY_FIELD = "airflow_idempotency_key"
-#: Where a case read from a batch CSV carries its Family Id, in ``test_data.extra_data`` [assumed],
-#: so that a lab can map families to the case names the server gives them. Here, not in
-#: :mod:`emedgene_provider.batch`, so that the operators read it without importing the CSV reader.
-FAMILY_ID_KEY = "family_id"
-
-
-def with_idempotency_key(case: dict[str, Any], key: str) -> dict[str, Any]:
-    """A copy of ``case`` stamped with ``key`` in ``test_data.extra_data``; ``case`` is untouched."""
-    stamped = dict(case)
-    test_data = dict(stamped.get("test_data") or {})
-    extra = dict(test_data.get("extra_data") or {})
-    extra[IDEMPOTENCY_FIELD] = key
-    test_data["extra_data"] = extra
-    stamped["test_data"] = test_data
-    return stamped
-
-
-def idempotency_key_of(case_json: Any) -> str | None:
-    """The key a case was stamped with, wherever the server returns ``extra_data``: at the top of
-    the case JSON or inside ``test_data``."""
-    if not isinstance(case_json, dict):
-        return None
-    for holder in (case_json, case_json.get("test_data")):
-        extra = holder.get("extra_data") if isinstance(holder, dict) else None
-        if isinstance(extra, dict) and isinstance(extra.get(IDEMPOTENCY_FIELD), str):
-            return str(extra[IDEMPOTENCY_FIELD])
-    return None
-
-
-#: Allowance, in seconds, for the server's clock running behind ours when filtering by ``created``.
-CLOCK_SKEW = 600.0
-
-
-def parse_created(value: Any) -> float | None:
-    """Epoch seconds of a list entry's ``created`` (ISO 8601 [assumed]); None when absent or odd."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.timestamp()

@@ -12,7 +12,7 @@ types. What the server may know better than we do (a case type or a relationship
 seen) is a :attr:`Case.warnings` entry: the server's dry run (``?dry_run=true``) is the
 authority on those.
 
-Airflow-free, like the rest of :mod:`emedgene_provider.client`.
+Airflow-free, like the rest of :mod:`emedgene_provider.cases`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from emedgene_provider.client.payload import (
+from emedgene_provider.cases.validation import (
     CASE_TYPES,
     FASTQ_EXTENSIONS,
     MAX_NOTES,
@@ -31,13 +31,13 @@ from emedgene_provider.client.payload import (
     PHENOTYPE_ID,
     SAMPLE_TYPES,
     VCF_EXTENSIONS,
+    VISUALIZATION_KINDS,
 )
 
 __all__ = [
     "RELATIONSHIP_OF_ROLE",
     "ROLES",
     "SEXES",
-    "VISUALIZATION_KINDS",
     "Case",
     "CaseProblemsError",
     "Member",
@@ -66,17 +66,6 @@ SEXES = {
     "unknown": "Unknown",
     "": "Unknown",
 }
-#: Visualization files of a VCF case, by name ending [doc][cli]. The BAM/CRAM becomes the
-#: sample's ``bam_location``; the others are appended to its ``sampleFiles``.
-VISUALIZATION_KINDS = (
-    (".bam", "bam"),
-    (".cram", "bam"),
-    (".tn.bw", "tn-bw"),
-    (".baf.bw", "baf-bw"),
-    (".roh.bed", "roh-bed"),
-    (".target.counts.bw", "targetcounts-bw"),
-    (".metrics.tar.gz", "dragen-metrics"),
-)
 _HPO = re.compile(r"^HP:\d{7}$")
 _DATE = re.compile(r"^(\d{4})([-/])(\d{1,2})\2(\d{1,2})$")
 _WHITESPACE = re.compile(r"\s")
