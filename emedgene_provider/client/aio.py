@@ -2,9 +2,10 @@
 as :mod:`emedgene_provider.client.sync`, over aiohttp.
 
 Only the transport differs. Which answers mean what is decided in
-:mod:`emedgene_provider.client.responses`, retry and backoff in :mod:`emedgene_provider.client.retry`,
-tokens are shared with every other client of the process through
-:data:`~emedgene_provider.client.auth.TOKEN_CACHE` (one login for a triggerer's many waits).
+:mod:`emedgene_provider.client.responses`; retries, login, the 401/403 replay and the key look-up
+are the flows of :mod:`emedgene_provider.client.flows`, driven here with awaits; tokens are shared
+with every other client of the process through :data:`~emedgene_provider.client.auth.TOKEN_CACHE`
+(one login for a triggerer's many waits).
 """
 
 from __future__ import annotations
@@ -15,35 +16,28 @@ import os
 import ssl
 import threading
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiohttp
-import tenacity
 
-from emedgene_provider.client import endpoints
-from emedgene_provider.client.auth import TOKEN_CACHE, Token, TokenCache, log_login, login_request
+from emedgene_provider.client import endpoints, flows
+from emedgene_provider.client.auth import TOKEN_CACHE, Token, TokenCache
 from emedgene_provider.client.config import ClientConfig, load_ca_bundle
 from emedgene_provider.client.endpoints import ApiCall
-from emedgene_provider.client.errors import EmedgeneError, EmedgeneNotFoundError
+from emedgene_provider.client.errors import EmedgeneError
 from emedgene_provider.client.paging import KeyLookup
-from emedgene_provider.client.ratelimit import RateLimiter, limiter_for, pause_for_answer
+from emedgene_provider.client.ratelimit import RateLimiter, limiter_for
 from emedgene_provider.client.responses import (
-    AuthRejected,
     field_of,
-    fresh_token_refused,
-    interpret,
-    interpret_login,
     not_built,
-    retries_exhausted,
     status_field,
     tls_failed,
     transport_failure,
 )
-from emedgene_provider.client.retry import TransientFailure, first_failure, log_before_sleep
 from emedgene_provider.client.secrets import Scrubber
 from emedgene_provider.client.wire import (
     CHUNK_BYTES,
@@ -160,57 +154,26 @@ class AsyncEmedgeneClient:
             self._proxies[origin] = found
         return found
 
-    async def _with_retries(self, call: ApiCall, attempt: Callable[[], Awaitable[T]]) -> T:
-        """``attempt()``, retried under the policy: the first try plain, the rest through tenacity
-        (:func:`~emedgene_provider.client.retry.first_failure` says why)."""
-        policy = self.config.retry
-        try:
-            return await attempt()
-        except TransientFailure as failure:
-            pause = first_failure(policy, call.describe(), failure, log)
-            if pause is None:
-                raise retries_exhausted(call, failure, policy.max_attempts) from None
-        await self.sleep(pause)
-        retrying = tenacity.AsyncRetrying(
-            sleep=self.sleep,
-            before_sleep=log_before_sleep(call.describe(), policy.max_attempts, log, done=1),
-            **policy.tenacity_kwargs(done=1),  # type: ignore[arg-type]
-        )
-        try:
-            return await retrying(attempt)
-        except TransientFailure as failure:
-            raise retries_exhausted(call, failure, policy.max_attempts) from None
-
     def _timeout(self) -> aiohttp.ClientTimeout:
         """``timeout`` for each wait (connect, each read), the deadline for the whole attempt."""
         wait = self.config.timeout
         return aiohttp.ClientTimeout(total=self.config.deadline, sock_connect=wait, sock_read=wait)
 
-    async def _send(
-        self,
-        call: ApiCall,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        params: tuple[tuple[str, str], ...] = (),
-        json: Any = None,
-    ) -> tuple[int, Mapping[str, str], bytes]:
+    async def _send(self, send: flows.Send) -> flows.Answer:
         """One HTTP attempt: its status, headers and body (capped), within the call's deadline.
 
         Transport failures become a retry, an ambiguity, or a final error; a redirect is an error
         and is not followed; an answer larger than ``max_response_mb`` is an error, read no further.
         """
-        pace = self.limiter.reserve()  # the tenant's rate limit, before the attempt's timeout starts
-        if pace > 0:
-            await self.sleep(pace)
+        call, url = send.call, send.url
         proxy, proxy_auth = self._proxy_for(url)
         try:
             async with self.session.request(
                 call.method,
                 url,
-                params=list(params),
-                json=json,
-                headers=dict(headers),
+                params=list(send.params),
+                json=send.json,
+                headers=dict(send.headers),
                 ssl=self._ssl,
                 allow_redirects=False,
                 timeout=self._timeout(),
@@ -228,8 +191,6 @@ class AsyncEmedgeneClient:
                     if not body.feed(chunk):
                         response.close()  # an error page's first words are all we need
                         break
-                # A Retry-After slows every caller of the tenant, not just this call's retry.
-                pause_for_answer(self.limiter, status, response.headers, self.config.retry.max_wait)
                 return status, response.headers, body.body
         except EmedgeneError:
             raise  # a redirect or an oversized answer; EmedgeneConfigError is a ValueError too
@@ -247,22 +208,27 @@ class AsyncEmedgeneClient:
             never_sent = isinstance(exc, aiohttp.ClientConnectorError)
             raise transport_failure(call, detail, never_sent=never_sent) from None
 
+    async def _drive(self, flow: flows.Flow[T]) -> T:
+        """Run ``flow`` to its end: aiohttp for a send, ``self.sleep`` for a pause, the shared token
+        cache for a login. A look-up ends at its first case (the newest), the rest not read."""
+        run = flows.Run(flow)
+        while (step := run.next()) is not None:
+            try:
+                if isinstance(step, flows.Send):
+                    run.answer = await self._send(step)
+                elif isinstance(step, flows.Sleep):
+                    await self.sleep(step.seconds)
+                elif isinstance(step, flows.Login):
+                    run.answer = await self._renewed(step.refused)
+                else:
+                    run.close()
+                    return cast(T, step.case)
+            except Exception as exc:
+                run.error = exc
+        return run.result
+
     async def _login(self) -> Token:
-        creds = self.config.credentials
-        request = login_request(creds)
-        login_call = request.call(creds.base_url)
-
-        async def attempt() -> Token:
-            status, headers, body = await self._send(
-                login_call, request.url, headers=request.headers, params=request.params, json=request.json
-            )
-            return interpret_login(
-                creds, status, headers, body, self.scrub, default_lifetime=self.config.token_lifetime
-            )
-
-        token = await self._with_retries(login_call, attempt)
-        log_login(creds, token)
-        return token
+        return await self._drive(flows.login(self))
 
     async def token(self) -> Token:
         """The tenant's token: cached, or from the one login in flight on this event loop, which
@@ -271,33 +237,15 @@ class AsyncEmedgeneClient:
         self.scrub.add(token.access_token)
         return token
 
-    async def _attempt(self, call: ApiCall, token: Token) -> Any:
-        status, headers, body = await self._send(
-            call,
-            self.config.base_url + call.path,
-            headers={"Authorization": token.header_value, "Accept": "application/json"},
-            params=call.params,
-            json=call.json,
-        )
-        return interpret(call, status, headers, body, self.scrub)
+    async def _renewed(self, refused: Token | None) -> Token:
+        """:meth:`token`, after dropping ``refused`` from the cache (a token the server refused)."""
+        if refused is not None:
+            self._cache.invalidate(self._key, refused)
+        return await self.token()
 
     async def call(self, call: ApiCall) -> Any:
         """Send ``call`` with retries; on 401/403 renew the token and replay once."""
-        token = await self.token()
-
-        async def attempt() -> Any:  # tenacity awaits coroutine functions, not lambdas
-            return await self._attempt(call, token)
-
-        try:
-            return await self._with_retries(call, attempt)
-        except AuthRejected:
-            log.info("Emedgene %s: token refused, logging in again and replaying once", call.describe())
-            self._cache.invalidate(self._key, token)
-        token = await self.token()
-        try:
-            return await self._with_retries(call, attempt)
-        except AuthRejected as again:
-            raise fresh_token_refused(call, again) from None
+        return await self._drive(flows.request(self, call))
 
     async def get_case_status(self, case_name: str) -> str:
         call = endpoints.get_case_status(case_name)
@@ -322,19 +270,7 @@ class AsyncEmedgeneClient:
         list, read consistently, lacks it; the same look-up as the sync client's
         ``cases_with_idempotency_key`` (:class:`KeyLookup`), raising as it does."""
         lookup = KeyLookup(key, since=since, max_pages=max_pages, not_matching=not_matching)
-        while (call := lookup.next_page()) is not None:
-            lookup.take_page(call, await self.call(call))
-        for hit in lookup.candidates():
-            details: Any = None
-            detail_call = lookup.detail_call(hit)
-            if detail_call is not None:
-                try:
-                    details = await self.call(detail_call)
-                except EmedgeneNotFoundError:  # deleted between the list and the read
-                    continue
-            if lookup.match(hit, details) is not None:
-                break
-        return lookup.outcome()
+        return await self._drive(flows.key_lookup(self, lookup))
 
 
 # -- one client per tenant per event loop -------------------------------------------------------

@@ -1,9 +1,10 @@
 """Which failures are retried, how long to wait, and when a POST must never be sent again.
 
 One policy for the sync client and the async trigger: both classify a failed attempt into a
-:class:`TransientFailure` (worth another attempt) or a final error, and both hand tenacity the
-same ``wait``. Backoff is exponential with full jitter, so that a thousand waits that failed
-together do not come back together; a server's ``Retry-After`` wins, capped by ``max_wait``.
+:class:`TransientFailure` (worth another attempt) or a final error, and the one retry flow they
+share (:func:`emedgene_provider.client.flows.retried`) hands tenacity this ``wait``. Backoff is
+exponential with full jitter, so that a thousand waits that failed together do not come back
+together; a server's ``Retry-After`` wins, capped by ``max_wait``.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class RetryPolicy:
         return self.backoff(attempt)
 
     def tenacity_kwargs(self, *, done: int = 0) -> dict[str, object]:
-        """Arguments for ``tenacity.Retrying`` / ``AsyncRetrying``, shared by both transports;
+        """Arguments for ``tenacity.Retrying`` (the retry flow's, for both transports);
         ``done``: attempts already made before tenacity takes over (see :func:`first_failure`)."""
         import tenacity
 
@@ -143,7 +144,7 @@ def first_failure(
     """After a first attempt failed transiently: the pause before the second (logged as every retry
     is), or None if the policy allows no second attempt.
 
-    Both clients make the first attempt without tenacity and hand the rest to it (``done=1``):
+    The retry flow makes the first attempt without tenacity and hands the rest to it (``done=1``):
     building a ``Retrying`` per call cost ~0.4 ms of CPU per poll, more than the poll itself, at
     a triggerer's thousands of waits (``bench/trigger_scale.py``), for the rare call that fails.
     """
@@ -157,7 +158,7 @@ def first_failure(
 def log_before_sleep(
     call_name: str, max_attempts: int, log: logging.Logger, *, done: int = 0
 ) -> Callable[[tenacity.RetryCallState], None]:
-    """tenacity's ``before_sleep`` for both transports: one warning per retry, naming the call,
+    """tenacity's ``before_sleep`` for the retry flow: one warning per retry, naming the call,
     what failed (already scrubbed), the attempt and the wait."""
 
     def before_sleep(state: tenacity.RetryCallState) -> None:

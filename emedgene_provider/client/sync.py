@@ -1,5 +1,6 @@
 """The blocking Emedgene client: one ``requests.Session`` (keep-alive), a timeout on every call,
-tenacity retries under the shared policy, and the process-wide token cache.
+and the flows both clients share (:mod:`~emedgene_provider.client.flows`: retries, login, the
+401/403 replay, the key look-up) performed with blocking calls.
 
 Airflow-free on purpose: the hook builds one from a connection; scripts and tests may too.
 """
@@ -11,14 +12,14 @@ import logging
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import requests
-import tenacity
 
-from emedgene_provider.client import endpoints
-from emedgene_provider.client.auth import TOKEN_CACHE, Token, TokenCache, log_login, login_request
+from emedgene_provider.cases.extra_data import with_idempotency_key
+from emedgene_provider.client import endpoints, flows
+from emedgene_provider.client.auth import TOKEN_CACHE, Token, TokenCache
 from emedgene_provider.client.claims import PROCESS_CLAIMS, KeyClaims
 from emedgene_provider.client.config import ClientConfig
 from emedgene_provider.client.create import (
@@ -56,24 +57,17 @@ from emedgene_provider.client.errors import (
     EmedgeneUnexpectedResponseError,
 )
 from emedgene_provider.client.paging import CasePager, KeyLookup
-from emedgene_provider.client.payload import with_idempotency_key
-from emedgene_provider.client.ratelimit import RateLimiter, limiter_for, pause_for_answer
-from emedgene_provider.client.records import OpenOutput, RecordStream, write_all
+from emedgene_provider.client.ratelimit import RateLimiter, limiter_for
+from emedgene_provider.client.records import OpenOutput, RecordStream
 from emedgene_provider.client.responses import (
-    AuthRejected,
     ambiguous_create,
     field_of,
-    fresh_token_refused,
-    interpret,
-    interpret_login,
     not_built,
     records_of,
-    retries_exhausted,
     status_field,
     tls_failed,
     transport_failure,
 )
-from emedgene_provider.client.retry import TransientFailure, first_failure, log_before_sleep
 from emedgene_provider.client.secrets import Scrubber
 from emedgene_provider.client.wire import (
     CHUNK_BYTES,
@@ -90,7 +84,6 @@ from emedgene_provider.client.wire import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-B = TypeVar("B")  # what reading an answer's body gives: its bytes, or the records streamed
 #: The export's list: ``hits`` in the guide's answer [doc], ``variants`` in one lab's script [py].
 EXPORT_KEYS = ("hits", "variants")
 #: Bytes asked of the HTTP library per read of a streamed list (fewer, larger reads: the bulk of
@@ -134,25 +127,41 @@ class EmedgeneClient:
     def close(self) -> None:
         self.session.close()
 
-    def _with_retries(self, call: ApiCall, attempt: Callable[[], T]) -> T:
-        """``attempt()``, retried under the policy: the first try plain, the rest through tenacity."""
-        policy = self.config.retry
+    # -- the driver: the shared flows (flows.py) performed with blocking I/O ---------------------
+
+    def _drive(self, flow: flows.Flow[T]) -> T:
+        """Run ``flow`` to its end: the value it returns, or what it raises."""
+        run = flows.Run(flow)
+        while (step := run.next()) is not None:
+            self._perform_step(run, step)
+        return run.result
+
+    def _steps(self, flow: flows.Flow[T]) -> Generator[dict[str, Any], None, T]:
+        """:meth:`_drive` for a look-up: each case it finds is handed out as it is found."""
+        run = flows.Run(flow)
+        while (step := run.next()) is not None:
+            if isinstance(step, flows.Match):
+                yield step.case
+            else:
+                self._perform_step(run, step)
+        return run.result
+
+    def _perform_step(self, run: flows.Run[T], step: flows.Step) -> None:
+        """Perform ``step`` (requests for a send, ``self.sleep`` for a pause, the shared token cache
+        for a login) and hand ``run`` its answer, or the exception it raised."""
+        if isinstance(step, flows.Match):
+            raise TypeError(f"a case found ({step!r}) is handed out by _steps(), not _drive()")
         try:
-            return attempt()
-        except TransientFailure as failure:
-            pause = first_failure(policy, call.describe(), failure, log)
-            if pause is None:
-                raise retries_exhausted(call, failure, policy.max_attempts) from None
-        self.sleep(pause)
-        retrying = tenacity.Retrying(
-            sleep=self.sleep,
-            before_sleep=log_before_sleep(call.describe(), policy.max_attempts, log, done=1),
-            **policy.tenacity_kwargs(done=1),  # type: ignore[arg-type]
-        )
-        try:
-            return retrying(attempt)
-        except TransientFailure as failure:
-            raise retries_exhausted(call, failure, policy.max_attempts) from None
+            if isinstance(step, flows.Send):
+                run.answer = self._exchange(step)
+            elif isinstance(step, flows.Sleep):
+                self.sleep(step.seconds)
+            else:
+                run.answer = self._renewed(step.refused)
+        except Exception as exc:
+            run.error = exc
+
+    # -- the transport ------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _session_for(self, call: ApiCall) -> Iterator[requests.Session]:
@@ -168,46 +177,22 @@ class EmedgeneClient:
         with BoundedSession() as once:
             yield once
 
-    def _send(
-        self,
-        call: ApiCall,
-        url: str,
-        *,
-        headers: dict[str, str],
-        params: tuple[tuple[str, str], ...] = (),
-        json: Any = None,
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        """One HTTP attempt: its status, headers and body (capped), within the call's deadline."""
-        return self._exchange(call, url, self._read, headers=headers, params=params, json=json)
-
-    def _exchange(
-        self,
-        call: ApiCall,
-        url: str,
-        read: Callable[[ApiCall, str, requests.Response], tuple[int, Mapping[str, str], B]],
-        *,
-        headers: dict[str, str],
-        params: tuple[tuple[str, str], ...] = (),
-        json: Any = None,
-    ) -> tuple[int, Mapping[str, str], B]:
-        """One HTTP attempt, its answer read by ``read`` (whole and capped, or streamed to a file),
-        within the call's deadline.
+    def _exchange(self, send: flows.Send) -> flows.Answer:
+        """One HTTP attempt within the call's deadline, its answer read whole and capped, or, for a
+        :class:`~emedgene_provider.client.flows.Stream`, streamed to its output.
 
         Transport failures become a retry, an ambiguity, or a final error; a redirect is an error
         and is not followed; an answer larger than ``max_response_mb`` is an error, read no further.
         """
-        config = self.config
-        pace = self.limiter.reserve()  # the tenant's rate limit, before the deadline starts
-        if pace > 0:
-            self.sleep(pace)
+        config, call, url = self.config, send.call, send.url
         with Deadline(config.deadline) as deadline, self._session_for(call) as session:
             try:
                 response = session.request(
                     call.method,
                     url,
-                    params=params,
-                    json=json,
-                    headers=headers,
+                    params=send.params,
+                    json=send.json,
+                    headers=send.headers,
                     timeout=config.timeout,  # each wait; the deadline bounds the whole
                     # Per request: with REQUESTS_CA_BUNDLE set, requests ignores ``Session.verify``.
                     verify=config.verify,
@@ -215,7 +200,10 @@ class EmedgeneClient:
                     stream=True,
                 )
                 with response:
-                    answer = read(call, url, response)
+                    if isinstance(send, flows.Stream):
+                        answer = self._read_records(send, response)
+                    else:
+                        answer = self._read(call, url, response)
             except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL) as exc:
                 # Refused while preparing, before anything was sent: not retried, never ambiguous.
                 raise not_built(call, self.scrub(str(exc))) from None
@@ -242,7 +230,6 @@ class EmedgeneClient:
                 raise
             if deadline.finish():  # cut while reading a body that ends at the close: not all of it
                 raise deadline_passed(call, deadline.seconds, config.timeout)
-        pause_for_answer(self.limiter, answer[0], answer[1], config.retry.max_wait)  # Retry-After: all wait
         return answer
 
     def _read(
@@ -260,58 +247,26 @@ class EmedgeneClient:
         return status, response.headers, body.body
 
     def _read_records(
-        self,
-        call: ApiCall,
-        url: str,
-        response: requests.Response,
-        keys: tuple[str, ...],
-        open_output: OpenOutput,
+        self, send: flows.Stream, response: requests.Response
     ) -> tuple[int, Mapping[str, str], int | bytes]:
-        """A success's ``keys`` list streamed to the output: its record count. Any other answer is
-        read as :meth:`_read` reads it (capped, a redirect refused): its bytes, to be interpreted."""
+        """A success's list streamed to the output: its record count. Any other answer is read as
+        :meth:`_read` reads it (capped, a redirect refused): its bytes, to be interpreted."""
         status = response.status_code
         if not 200 <= status < 300:
-            return self._read(call, url, response)
+            return self._read(send.call, send.url, response)
         cap, declared = self.config.max_response_bytes, declared_length(response.headers)
+        keys, open_output = send.keys, send.open_output
         with RecordStream(
-            call, status, response.headers, keys, open_output, self.scrub, cap=cap, declared=declared
+            send.call, status, response.headers, keys, open_output, self.scrub, cap=cap, declared=declared
         ) as stream:
             for chunk in response.iter_content(chunk_size=STREAM_CHUNK_BYTES):
                 stream.feed(chunk)
             return status, response.headers, stream.finish()
 
-    @staticmethod
-    def _bearer(token: Token) -> dict[str, str]:
-        return {"Authorization": token.header_value, "Accept": "application/json"}
-
-    def _attempt(self, call: ApiCall, token: Token) -> Any:
-        status, headers, body = self._send(
-            call,
-            self.config.base_url + call.path,
-            headers=self._bearer(token),
-            params=call.params,
-            json=call.json,
-        )
-        return interpret(call, status, headers, body, self.scrub)
-
     # -- tokens -----------------------------------------------------------------------------
 
     def _login(self) -> Token:
-        creds = self.config.credentials
-        request = login_request(creds)
-        login_call = request.call(creds.base_url)
-
-        def attempt() -> Token:
-            status, headers, body = self._send(
-                login_call, request.url, headers=request.headers, params=request.params, json=request.json
-            )
-            return interpret_login(
-                creds, status, headers, body, self.scrub, default_lifetime=self.config.token_lifetime
-            )
-
-        token = self._with_retries(login_call, attempt)
-        log_login(creds, token)
-        return token
+        return self._drive(flows.login(self))
 
     def token(self) -> Token:
         """A valid token, from the shared cache or from the one login in flight among the process's
@@ -321,23 +276,15 @@ class EmedgeneClient:
         self.scrub.add(token.access_token)
         return token
 
+    def _renewed(self, refused: Token | None) -> Token:
+        """:meth:`token`, after dropping ``refused`` from the cache (a token the server refused)."""
+        if refused is not None:
+            self._cache.invalidate(self._key, refused)
+        return self.token()
+
     def call(self, call: ApiCall) -> Any:
         """Send ``call`` with retries; on 401/403 with a cached token, renew it and replay once."""
-        return self._authorized(call, lambda token: self._attempt(call, token))
-
-    def _authorized(self, call: ApiCall, attempt: Callable[[Token], T]) -> T:
-        """``attempt(token)`` with retries; on 401/403 with a cached token, renew it and replay once."""
-        token = self.token()
-        try:
-            return self._with_retries(call, lambda: attempt(token))
-        except AuthRejected:
-            log.info("Emedgene %s: token refused, logging in again and replaying once", call.describe())
-            self._cache.invalidate(self._key, token)
-        token = self.token()
-        try:
-            return self._with_retries(call, lambda: attempt(token))
-        except AuthRejected as again:
-            raise fresh_token_refused(call, again) from None
+        return self._drive(flows.request(self, call))
 
     def stream_records(self, call: ApiCall, keys: tuple[str, ...], open_output: OpenOutput) -> int:
         """Send ``call`` as :meth:`call` does (token, 401/403 replay, retries, deadline, no redirect,
@@ -351,25 +298,7 @@ class EmedgeneClient:
         from the start rather than append to it. On an error the output may hold a partial list:
         the caller removes it. ``max_response_mb`` caps the answer, as for :meth:`call`.
         """
-        url = self.config.base_url + call.path
-
-        def read(
-            c: ApiCall, u: str, response: requests.Response
-        ) -> tuple[int, Mapping[str, str], int | bytes]:
-            return self._read_records(c, u, response, keys, open_output)
-
-        def attempt(token: Token) -> int:
-            status, headers, body = self._exchange(
-                call, url, read, headers=self._bearer(token), params=call.params, json=call.json
-            )
-            if isinstance(body, int):
-                return body
-            # Not a success: interpret raises what the answer means, as for call().
-            return write_all(
-                open_output, records_of(call, interpret(call, status, headers, body, self.scrub), *keys)
-            )
-
-        return self._authorized(call, attempt)
+        return self._drive(flows.stream(self, call, keys, open_output))
 
     # -- the API ----------------------------------------------------------------------------
 
@@ -473,20 +402,7 @@ class EmedgeneClient:
         unclear create.
         """
         lookup = KeyLookup(key, since=since, max_pages=max_pages, not_matching=not_matching)
-        while (call := lookup.next_page()) is not None:
-            lookup.take_page(call, self.call(call))
-        for hit in lookup.candidates():
-            details: Any = None
-            detail_call = lookup.detail_call(hit)
-            if detail_call is not None:
-                try:
-                    details = self.call(detail_call)
-                except EmedgeneNotFoundError:  # deleted between the list and the read
-                    continue
-            found = lookup.match(hit, details)
-            if found is not None:
-                yield found
-        lookup.outcome()
+        yield from self._steps(flows.key_lookup(self, lookup))
 
     def create_case_once(
         self,
