@@ -169,9 +169,10 @@ def test_the_stream_agrees_with_the_in_memory_path(
     """Whatever the answer and however it is chunked: the same records, or the same error."""
     expected = _in_memory(body)
     got = _streamed(body, sizes)
-    if expected[0] == "ok" and got[0] == "error" and "they differ" in got[2]:
+    if got[0] == "error" and "they differ" in got[2] and expected != got:
         # The one divergence, failing closed: both lists present, equal in value, spelt differently
-        # (``[1]`` and ``[1.0]``); the stream compares their bytes, having written only one of them.
+        # (``[1]`` and ``[1.0]``); the stream compares their bytes, having written only one of them,
+        # and refuses before anything else it would check (a short ``total``).
         parsed = json.loads(body)
         assert parsed.get("hits") == parsed.get("variants")
         return
