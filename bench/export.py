@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,8 +42,7 @@ from benchkit import (
     run_child,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from airflow_fixtures import FakeTI
+from emedgene_provider.testing.fakes import FakeTI
 
 BENCH = "export"
 SIDES = ("operator", "guide", "raw")

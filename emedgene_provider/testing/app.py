@@ -23,7 +23,6 @@ from typing import Any
 
 from aiohttp import web
 
-from emedgene_provider.cases.validation import case_problems, case_warnings
 from emedgene_provider.client import status as st
 from emedgene_provider.client.endpoints import (
     API_KEY_TOKEN_PATH,
@@ -37,6 +36,7 @@ from emedgene_provider.client.endpoints import (
 from emedgene_provider.testing.config import SimulatorConfig, check_list_options
 from emedgene_provider.testing.faults import Fault, FaultPlan, drip, drop_connection, fault_response, huge
 from emedgene_provider.testing.quirks import Quirks
+from emedgene_provider.testing.rules import first_refusal
 from emedgene_provider.testing.state import SimCase, SimState
 from emedgene_provider.testing.variants import candidates_for, genes_for, variants_for
 
@@ -368,7 +368,7 @@ def build_app(sim: Simulation) -> web.Application:
             body = await _json_body(request)
         except ValueError:
             return
-        if not case_problems(body) and not case_warnings(body):
+        if first_refusal(body) is None:
             asyncio.get_running_loop().call_later(delay, state.create_case, body)
 
     def _check_auth(request: web.Request) -> web.Response | None:
@@ -489,11 +489,10 @@ def build_app(sim: Simulation) -> web.Application:
             body = await _json_body(request)
         except ValueError as exc:
             return _error(400, str(exc))
-        # The tenant knows its case types and relationships: what a client only warns about
-        # (case_warnings) is refused here, after every certain problem.
-        problems = case_problems(body) + case_warnings(body)
-        if problems:
-            return _error(400, problems[0])
+        # The tenant's own rules (testing/rules.py), not the client's: a wrong client rule shows.
+        refusal = first_refusal(body)
+        if refusal is not None:
+            return _error(400, refusal)
         if request.query.get("dry_run", "").lower() in ("true", "1", "yes"):
             return web.json_response({"message": "Case is valid"})
         case = state.create_case(body)
