@@ -7,14 +7,20 @@ of requests at random (429 with and without Retry-After, 500/502 HTML, 503, rese
 than the client's timeout, lost create answers, lost answers, creates a gateway answers 504 for
 and applies seconds later, creates answered after the timeout), new cases reach the case list up
 to 30 s late (a search index's lag), tokens are expired and revoked in the middle of waits, and
-the simulator restarts on its port.
+the simulator restarts on its port. With ``--quirks default`` (the default) the faulted run's tenant
+also lags, skews and lies the ways a real tenant may while one case per lifecycle is still owed: a
+read replica a few seconds behind, ``created`` as local time without a zone and an hour behind,
+a list that runs newest first, counts only its page and gains a case after every page served,
+a byte order mark on every answer, a slow login and kept-alive connections closed when idle.
+``--quirks none`` leaves them out; ``--quirk NAME=VALUE`` changes one. The baseline has none.
 
 It prints, against a fault-free baseline measured in the same run:
 - cases created per lifecycle (must be exactly 1.00, and no lifecycle may own two cases);
 - lifecycles failed (must be 0);
 - requests sent per lifecycle, and their ratio to the baseline's.
 
-    python bench/chaos.py --lifecycles 200 --fault-rate 0.25
+    python bench/chaos.py --lifecycles 200 --fault-rate 0.25 [--quirks none] [--quirk read_lag=5]
+        [--disrupt-period 15] [--log provider.log]
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -35,9 +42,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from emedgene_provider.testing.fakes import FakeTI
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from airflow_fixtures import FakeTI  # noqa: E402 - the tests' fake task instance, not a copy
 
 CASE_FILE = ROOT / "dags_examples" / "cases" / "trio-exome-vcf.json"
 FAULT_KINDS = (
@@ -59,7 +66,29 @@ LIST_LAG_MAX = 30.0
 #: The reconcile window: longer than the list lag plus a gateway's delayed apply (up to 5 s).
 RECONCILE_WINDOW = 45.0
 CONN_ID = "emedgene_chaos"
+#: Client timeout of the runs; ``login_delay`` stays below it.
+TIMEOUT = 0.5
+#: Tenant quirks of the faulted run that must not cost a duplicate or a failed lifecycle. Left out
+#: on purpose, since each ends in a clear error by design: ignore_from, shuffle_first_page,
+#: results_short, duplicate_status; created_style garbage/missing and list_total null likewise.
+QUIRK_SETS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "default": {
+        "read_lag": 3.0,  # below the reconcile window
+        "created_style": "naive_local",
+        "clock_skew": -3600.0,
+        "list_total": "page",
+        "list_order": "newest_first",
+        "list_churn": "insert",
+        "bom": True,
+        "login_delay": 0.3,  # below TIMEOUT
+        "stale_keepalive": 1.0,
+    },
+}
 TASK_TRIES = 4  # as a DAG with retries=3
+#: Seconds between token disruptions (expire, revoke, restart in turn) of the faulted run: far harsher
+#: than a tenant's token lifetime, so a call that retries for longer may see its fresh token go too.
+DISRUPT_PERIOD = 1.5
 
 
 class TaskStateStore(dict):  # type: ignore[type-arg]
@@ -145,6 +174,11 @@ def _worker_init() -> None:
         sentinel.callers = {}
 
 
+def _failure_kind(error: str) -> str:
+    """``error`` without its case names and numbers (HTTP statuses kept), to group failures."""
+    return re.sub(r"\b(?!(?:4|5)\d\d\b)\d+(?:\.\d+)?\b", "N", re.sub(r"EMG\d+", "EMG*", error))
+
+
 def _disrupt(sim: Any, stop: threading.Event, period: float, restarts: bool) -> dict[str, int]:
     done = {"expired": 0, "revoked": 0, "restarts": 0}
     tick = 0
@@ -171,10 +205,15 @@ def run(
     stage_seconds: float = 0.2,
     list_lag_max: float = LIST_LAG_MAX,
     reconcile_window: float = RECONCILE_WINDOW,
+    quirks: dict[str, Any] | None = None,
+    disrupt_period: float = DISRUPT_PERIOD,
 ) -> dict[str, Any]:
-    """Run ``lifecycles`` lifecycles against a fresh simulator; return the figures."""
+    """Run ``lifecycles`` lifecycles against a fresh simulator with ``quirks`` (names and values of
+    :class:`~emedgene_provider.testing.quirks.Quirks`; none by default); return the figures."""
+    from emedgene_provider.cases.extra_data import idempotency_key_of
     from emedgene_provider.client.auth import TOKEN_CACHE
     from emedgene_provider.testing import EmedgeneSimulator
+    from emedgene_provider.testing.quirks import Quirks
 
     _import_in_main_thread()
     case = json.loads(CASE_FILE.read_text())
@@ -182,7 +221,10 @@ def run(
     TOKEN_CACHE.clear()
     with (
         EmedgeneSimulator(
-            stage_seconds=stage_seconds, seed=seed, list_lag_max=list_lag_max if fault_rate else None
+            stage_seconds=stage_seconds,
+            seed=seed,
+            list_lag_max=list_lag_max if fault_rate else None,
+            quirks=Quirks.from_json(quirks or {}),
         ) as sim,
         tempfile.TemporaryDirectory() as out,
     ):
@@ -191,7 +233,7 @@ def run(
         # (1 s) is capped, so the run measures behaviour rather than sleeping.
         conn["extra"] = {
             **conn.get("extra", {}),
-            "timeout": 0.5,
+            "timeout": TIMEOUT,
             "max_retries": 8,
             "retry_max_wait": 0.2,
             "reconcile_window": reconcile_window,
@@ -202,7 +244,7 @@ def run(
         stop = threading.Event()
         disruptions: dict[str, int] = {}
         disruptor = threading.Thread(
-            target=lambda: disruptions.update(_disrupt(sim, stop, 1.5, restarts=True)), daemon=True
+            target=lambda: disruptions.update(_disrupt(sim, stop, disrupt_period, restarts=True)), daemon=True
         )
         if fault_rate:
             disruptor.start()
@@ -215,8 +257,20 @@ def run(
             disruptor.join()
         sim.set_fault_rate(0)
         counters = sim.counters()
+        # Harness only: the simulator has no public listing of every case with its body.
+        bodies = sim._call(lambda: [(c.name, c.body) for c in sim._server.simulation.state.cases.values()])
+    by_key: dict[str, list[str]] = {}
+    for name, body in bodies:
+        key = idempotency_key_of(body)
+        if key is not None:
+            by_key.setdefault(key, []).append(name)
+    duplicates = {key: names for key, names in by_key.items() if len(names) > 1}
     names = [o.case_name for o in outcomes if o.case_name]
     failures = [o.error for o in outcomes if o.error]
+    kinds: dict[str, dict[str, Any]] = {}
+    for error in failures:
+        kind = kinds.setdefault(_failure_kind(error), {"count": 0, "first": error})
+        kind["count"] += 1
     requests = sum(counters["requests"].values())
     return {
         "lifecycles": lifecycles,
@@ -226,6 +280,8 @@ def run(
         "distinct_cases": len(set(names)),
         "failed": len(failures),
         "failures": failures[:5],
+        "failure_kinds": kinds,
+        "duplicate_keys": duplicates,
         "exported_empty": sum(1 for o in outcomes if not o.error and o.exported <= 0),
         "task_tries": sum(o.tries for o in outcomes),
         "requests": requests,
@@ -237,6 +293,13 @@ def run(
         "fault_share": counters["faults_injected"] / max(1, requests),
         "logins": counters["logins"],
         "disruptions": disruptions,
+        "disrupt_period": disrupt_period,
+        "quirks": quirks or {},
+        "quirk_effects": {
+            key: counters[key]
+            for key in ("read_lag_404s", "stale_drops", "churn_inserts", "churn_deletes")
+            if key in counters
+        },
         "seconds": round(elapsed, 1),
     }
 
@@ -251,10 +314,53 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--list-lag-max", type=float, default=LIST_LAG_MAX, help="seconds, under faults")
     parser.add_argument("--reconcile-window", type=float, default=RECONCILE_WINDOW)
+    parser.add_argument(
+        "--disrupt-period",
+        type=float,
+        default=DISRUPT_PERIOD,
+        metavar="SECONDS",
+        help="seconds between token expiries, revocations and restarts (in turn) of the faulted run",
+    )
+    parser.add_argument("--log", metavar="FILE", help="write the provider's INFO log lines to FILE")
+    parser.add_argument(
+        "--quirks", choices=sorted(QUIRK_SETS), default="default", help="tenant quirks of the faulted run"
+    )
+    parser.add_argument(
+        "--quirk",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="change one quirk of the set (VALUE as JSON, else a string; repeatable)",
+    )
     args = parser.parse_args(argv)
+    from emedgene_provider.testing.simulator import parse_quirks
+
+    try:
+        changed = parse_quirks(args.quirk).to_json()
+    except ValueError as exc:
+        parser.error(str(exc))
+    named = {item.partition("=")[0].strip() for item in args.quirk}
+    quirks = {**QUIRK_SETS[args.quirks], **{name: changed[name] for name in named}}
+    described = ", ".join(f"{name}={value!r}" for name, value in quirks.items()) or "none"
+    print(
+        f"chaos: {args.lifecycles} lifecycles, fault rate {args.fault_rate}, {args.workers} workers, "
+        f"seed {args.seed}, list lag <= {args.list_lag_max} s, reconcile window {args.reconcile_window} s, "
+        f"token disruption every {args.disrupt_period} s\n"
+        f"  quirks ({args.quirks}{', changed' if named else ''}; faulted run only): {described}",
+        flush=True,
+    )
     # Calling operators outside a task runner is the point here; keep that warning out of the output.
     for name in ("airflow.task.operators", "airflow.models.baseoperator", "airflow.task"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    if args.log:
+        handler = logging.FileHandler(args.log)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
+        )
+        provider = logging.getLogger("emedgene_provider")
+        provider.addHandler(handler)
+        provider.setLevel(logging.INFO)
+        provider.propagate = False  # to FILE only: the output stays the figures
     baseline = run(max(10, args.lifecycles // 10), 0.0, workers=args.workers, seed=args.seed)
     chaos = run(
         args.lifecycles,
@@ -263,16 +369,21 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         list_lag_max=args.list_lag_max,
         reconcile_window=args.reconcile_window,
+        quirks=quirks,
+        disrupt_period=args.disrupt_period,
     )
     ratio = chaos["requests_per_lifecycle"] / baseline["requests_per_lifecycle"]
     print(json.dumps({"baseline": baseline, "chaos": chaos}, indent=1))
     print(
         f"\n{chaos['lifecycles']} lifecycles, {chaos['fault_share']:.0%} of {chaos['requests']} "
         "requests faulted, "
-        f"disruptions {chaos['disruptions']}:\n"
+        f"disruptions {chaos['disruptions']}, quirk effects {chaos['quirk_effects']}:\n"
         f"  cases created per lifecycle: {chaos['cases_per_lifecycle']:.2f} "
         f"({chaos['cases_created']} cases, {chaos['distinct_cases']} distinct names)\n"
-        f"  lifecycles failed: {chaos['failed']}\n"
+        f"  keys with more than one case: {len(chaos['duplicate_keys'])} {chaos['duplicate_keys'] or ''}\n"
+        f"  lifecycles failed: {chaos['failed']}"
+        + "".join(f"\n    {k['count']} x {k['first']}" for k in chaos["failure_kinds"].values())
+        + "\n"
         f"  requests per lifecycle: {chaos['requests_per_lifecycle']:.1f} "
         f"(baseline {baseline['requests_per_lifecycle']:.1f}, ratio {ratio:.2f})\n"
         f"  task tries per lifecycle: {chaos['task_tries'] / chaos['lifecycles']:.2f} "
@@ -280,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ok = (
         chaos["cases_created"] == chaos["lifecycles"] == chaos["distinct_cases"]
+        and not chaos["duplicate_keys"]
         and chaos["failed"] == 0
         and chaos["exported_empty"] == 0
     )

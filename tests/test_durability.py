@@ -18,11 +18,8 @@ from emedgene_provider.cases.extra_data import IDEMPOTENCY_FIELD
 from emedgene_provider.client import errors
 from emedgene_provider.exceptions import EmedgeneCaseFailedError
 from emedgene_provider.hooks.emedgene import EmedgeneHook
-from emedgene_provider.operators.emedgene import (
-    EmedgeneCreateCaseOperator,
-    EmedgeneExportCaseOperator,
-    default_idempotency_key,
-)
+from emedgene_provider.operators.create import default_idempotency_key
+from emedgene_provider.operators.emedgene import EmedgeneCreateCaseOperator, EmedgeneExportCaseOperator
 
 ROOT = Path(__file__).resolve().parent.parent
 CASE = json.loads((ROOT / "dags_examples" / "cases" / "trio-exome-vcf.json").read_text())
@@ -107,7 +104,7 @@ class TestLostCreate:
     def test_plain_create_raises_ambiguous_and_never_posts_twice(self, sim) -> None:
         sim.inject("lost_create")
         with pytest.raises(errors.EmedgeneAmbiguousCreateError, match="not sent again"):
-            EmedgeneHook().create_case(CASE)
+            EmedgeneHook().client.create_case(CASE)
         assert _creates(sim) == 1
 
     def test_operator_survives_a_lost_create(self, sim) -> None:
@@ -115,7 +112,7 @@ class TestLostCreate:
         op = EmedgeneCreateCaseOperator(task_id="create_case", case=CASE, wait_for_completion=False)
         name = op.execute(_context())
         assert sim.counters()["cases_created"] == 1
-        assert name in [c["name"] for c in EmedgeneHook().iter_cases()]
+        assert name in [c["name"] for c in EmedgeneHook().client.iter_cases()]
 
 
 class TestRetriedTask:
@@ -247,7 +244,7 @@ class TestPermanentErrorsFailOnce:
         )
         sim.set_fault_rate(0)
         hook = EmedgeneHook()
-        name = hook.create_case(CASE)
+        name = hook.client.create_case(CASE)
         sim.set_status(name, "Issue reported")
         store = chaos.TaskStateStore({"emedgene_case_name": name})
         # The recorded case failed: the task makes a new one and waits for that one instead.
@@ -260,7 +257,7 @@ class TestPermanentErrorsFailOnce:
             check_case(hook, new, ["Delivered"], None)
 
     def test_export_before_delivery(self, sim, tmp_path) -> None:
-        name = EmedgeneHook().create_case(CASE)
+        name = EmedgeneHook().client.create_case(CASE)
         before = self._api_requests(sim)
         op = EmedgeneExportCaseOperator(task_id="export", case_name=name, output_path=f"file://{tmp_path}/")
         with pytest.raises(
@@ -286,5 +283,6 @@ def test_fault_suite_small_run() -> None:
     assert report["failed"] == 0, report["failures"]
     assert report["cases_created"] == 30
     assert report["distinct_cases"] == 30
+    assert report["duplicate_keys"] == {}
     assert report["exported_empty"] == 0
     assert report["faults_injected"] > 0.15 * report["requests"]
