@@ -35,13 +35,13 @@ from airflow_fixtures import (
 )
 
 from emedgene_provider.hooks.emedgene import EmedgeneHook
-from emedgene_provider.operators import emedgene as operators_module
+from emedgene_provider.operators import results as operators_module
+from emedgene_provider.operators.assets import asset_uri
 from emedgene_provider.operators.emedgene import (
     CANDIDATES_ASSET_ALIAS,
     EXPORTS_ASSET_ALIAS,
     EmedgeneExportCaseOperator,
     EmedgeneGetCandidatesOperator,
-    asset_uri,
 )
 from emedgene_provider.testing import EmedgeneSimulator
 
@@ -77,7 +77,7 @@ def _alias_events(events: Any, alias: str) -> list[tuple[str, str, dict[str, Any
 
 
 def _created_case() -> str:
-    return EmedgeneHook().create_case(valid_case())
+    return EmedgeneHook().client.create_case(valid_case())
 
 
 # -- the asset URI ----------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ from emedgene_provider.operators.batch import (
     batch_summary,
     cases_from_batch_csv,
 )
-from emedgene_provider.operators.emedgene import FAMILY_ID_CONTEXT_KEY, EmedgeneCreateCaseOperator
+from emedgene_provider.operators.create import FAMILY_ID_CONTEXT_KEY
+from emedgene_provider.operators.emedgene import EmedgeneCreateCaseOperator
 
 DATA = Path(__file__).resolve().parent / "data" / "batch"
 EXAMPLE_BATCH = EXAMPLE_DAGS / "manifests" / "example-batch.csv"
@@ -402,9 +403,9 @@ def test_an_unreachable_tenant_is_not_a_refusal(sim_conn, monkeypatch) -> None:
 def test_summary_maps_families_to_case_names_and_statuses(sim_conn, task_log) -> None:
     payloads = [c.payload for c in read_batch_csv(EXAMPLE_BATCH)]
     hook = EmedgeneHook()
-    solo = hook.create_case(payloads[1])
-    trio = hook.create_case(payloads[0])
-    stray = hook.create_case(valid_case())  # no Family Id
+    solo = hook.client.create_case(payloads[1])
+    trio = hook.client.create_case(payloads[0])
+    stray = hook.client.create_case(valid_case())  # no Family Id
     sim_conn.set_status(trio, "Delivered")
     op = EmedgeneBatchSummaryOperator(task_id="summary", case_names=[solo, None, trio, stray], cases=payloads)
     summary = op.execute(make_context())
@@ -418,7 +419,7 @@ def test_summary_maps_families_to_case_names_and_statuses(sim_conn, task_log) ->
 
 
 def test_summary_without_cases_lists_what_was_created(sim_conn) -> None:
-    name = EmedgeneHook().create_case(valid_case(family_id="F-1"))
+    name = EmedgeneHook().client.create_case(valid_case(family_id="F-1"))
     summary = EmedgeneBatchSummaryOperator(task_id="summary", case_names=[name]).execute(make_context())
     assert list(summary) == ["F-1"]
 

@@ -440,7 +440,7 @@ class TestTokens:
         requests_mock.post(ILLUMINA_TOKEN_URL, json={"access_token": "issued-tok-9", "token_type": "bearer"})
         requests_mock.get(ILLUMINA + "/api/storage", json={"hits": []})
 
-        hook_module.EmedgeneHook().list_storage_providers()
+        hook_module.EmedgeneHook().client.list_storage_providers()
 
         secrets = [c.args[0] for c in masked.call_args_list]
         assert PASSWORD in secrets
@@ -509,8 +509,8 @@ class TestTransport:
         assert hook.client is client
         assert hook.get_conn() is client
         session = client.session
-        hook.list_storage_providers()
-        hook.list_storage_providers()
+        hook.client.list_storage_providers()
+        hook.client.list_storage_providers()
         assert hook.client.session is session
         assert [r.timeout for r in requests_mock.request_history] == [9.0, 9.0, 9.0]
 

@@ -46,7 +46,7 @@ def test_a_create_after_the_pooled_connection_went_stale_is_one_post_and_no_reco
     sim = emedgene_simulator_factory(quirks=Quirks(stale_keepalive=0.2))
     clock = _SimClock(sim)
     hook, waits = _hook(monkeypatch, sim)
-    hook.list_storage_providers()  # logged in; one kept-alive connection in the pool
+    hook.client.list_storage_providers()  # logged in; one kept-alive connection in the pool
     clock.idle(1.0)  # the tenant now drops whatever arrives on it
 
     name, created = hook.create_case_once(valid_case(), "lab:sample-0001")
@@ -58,7 +58,7 @@ def test_a_create_after_the_pooled_connection_went_stale_is_one_post_and_no_reco
 
     # The control: the pooled connection is stale indeed. A read sent on it is dropped, and
     # retried on a new one.
-    assert name in {case["name"] for case in hook.iter_cases()}
+    assert name in {case["name"] for case in hook.client.iter_cases()}
     assert sim.counters()["stale_drops"] == 1
     assert len(waits) == 1
 
@@ -72,15 +72,15 @@ def test_idempotent_calls_share_one_connection_and_each_create_opens_its_own(
     def opened() -> int:
         return int(sim.counters()["connections_opened"])
 
-    hook.list_storage_providers()
-    hook.list_storage_providers()
+    hook.client.list_storage_providers()
+    hook.client.list_storage_providers()
     assert opened() == 1  # the login and both reads on one connection
-    name = hook.create_case(valid_case())
+    name = hook.client.create_case(valid_case())
     assert opened() == 2
     hook.get_case_status(name)
     hook.validate_case(valid_case())  # a POST that may be repeated stays pooled
     assert opened() == 2
-    hook.create_case(valid_case())
+    hook.client.create_case(valid_case())
     assert opened() == 3
     assert sim.counters()["cases_created"] == 2
 

@@ -194,7 +194,7 @@ def test_the_duplicate_case_look_up_finds_the_given_case(docs_tenant: EmedgeneSi
     """The troubleshooting look-up is run above; here, that it finds what the key made."""
     from emedgene_provider.hooks.emedgene import EmedgeneHook
 
-    found = list(EmedgeneHook().cases_with_idempotency_key(GIVEN_KEY))
+    found = list(EmedgeneHook().client.cases_with_idempotency_key(GIVEN_KEY))
     assert len(found) == 1
 
 

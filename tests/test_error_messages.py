@@ -36,10 +36,10 @@ by changing the passed text. The result, by module (message -> the test that rea
 - ``client/sync.py``: an unclear create still in its window -> test_reconcile.
 - ``cases/builder.py``, ``cases/batch_csv.py``: ``CaseProblemsError``, a batch source of another kind ->
   here; a date not YYYY-MM-DD -> test_batch_dag; ``BatchCsvError`` -> test_batch_csv.
-- ``operators/emedgene.py``: case text not JSON, case problems, unreadable case file, result too big
-  for XCom, the reconcile trigger's error -> here; case not a JSON object -> test_batch_dag. Not
-  producible: "create for task ... ended without a case", a guard of the operator's own invariant
-  (every path records the case before it returns).
+- ``operators/create.py``, ``operators/results.py``: case text not JSON, case problems, unreadable
+  case file, result too big for XCom, the reconcile trigger's error -> here; case not a JSON
+  object -> test_batch_dag. Not producible: "create for task ... ended without a case", a guard of
+  the operator's own invariant (every path records the case before it returns).
 - ``operators/batch.py``: no CSV (skip), unreadable CSV -> test_batch_dag (missing source);
   refused in the dry run -> test_batch_dag.
 - ``triggers/emedgene.py`` (events): cannot connect -> here; reached, failed, timed out ->
@@ -466,7 +466,7 @@ def test_result_too_big_for_xcom_says_how_to_store_it(emedgene_simulator_factory
     sim = emedgene_simulator_factory(stage_seconds=0)
     monkeypatch.setenv("AIRFLOW_CONN_EMEDGENE_DEFAULT", json.dumps(sim.connection_json()))
     trio = json.loads((ROOT / "dags_examples" / "cases" / "trio-exome-vcf.json").read_text())
-    name = EmedgeneHook().create_case(trio)
+    name = EmedgeneHook().client.create_case(trio)
     records = EmedgeneHook().get_candidates(name)
     size = len(json.dumps(records, sort_keys=True).encode())
     operator = EmedgeneGetCandidatesOperator(task_id="candidates", case_name=name, max_xcom_bytes=100)

@@ -121,7 +121,7 @@ def test_a_redirected_api_key_exchange_sends_the_key_nowhere(monkeypatch, sim, e
     sim.inject("redirect", status=307, location=elsewhere.token_url, path="/platform-services-manager")
     with pytest.raises(EmedgeneRedirectError, match=f"redirects to {elsewhere.url}\\. Redirects are never"):
         if client == "sync":
-            hook.list_storage_providers()
+            hook.client.list_storage_providers()
         else:
             _run_async(hook, "get_case", "EMG000000001")
     _untouched(elsewhere)
@@ -148,7 +148,7 @@ def test_a_redirected_create_sends_the_case_nowhere_and_creates_nothing(
     hook.get_conn().token()  # logged in: only the create meets the redirect
     sim.inject("redirect", status=status, location=elsewhere.url + CREATE_CASE_PATH, path=CREATE_CASE_PATH)
     with pytest.raises(EmedgeneRedirectError) as raised:
-        hook.create_case(TRIO)
+        hook.client.create_case(TRIO)
     assert str(raised.value) == (
         f"Emedgene create_case: HTTP {status} from POST {CREATE_CASE_PATH} redirects to {elsewhere.url}. "
         + REDIRECT_ADVICE.format(hint="")
@@ -163,7 +163,7 @@ def test_a_303_on_a_create_is_ambiguous_so_the_case_is_looked_up(monkeypatch, si
     hook.get_conn().token()
     sim.inject("redirect", status=303, location=elsewhere.url + "/api/test/EMG1", path=CREATE_CASE_PATH)
     with pytest.raises(EmedgeneAmbiguousCreateError) as raised:
-        hook.create_case(TRIO)
+        hook.client.create_case(TRIO)
     assert (
         f"(HTTP 303 from POST {CREATE_CASE_PATH} redirects to {elsewhere.url}, which means the server did it)"
         in str(raised.value)
@@ -174,7 +174,7 @@ def test_a_303_on_a_create_is_ambiguous_so_the_case_is_looked_up(monkeypatch, si
 @pytest.mark.parametrize("client", ["sync", "async"])
 def test_a_relative_redirect_names_the_servers_own_origin(monkeypatch, sim, client) -> None:
     hook = _hook(monkeypatch, sim)
-    name = hook.create_case(TRIO)
+    name = hook.client.create_case(TRIO)
     sim.inject("redirect", status=302, location="/login?next=/api/test", path=CASES_PATH)
     with pytest.raises(EmedgeneRedirectError) as raised:
         if client == "sync":
@@ -191,7 +191,7 @@ def test_a_relative_redirect_names_the_servers_own_origin(monkeypatch, sim, clie
 
 def test_a_redirect_fails_the_get_case_operator(monkeypatch, sim, elsewhere) -> None:
     hook = _hook(monkeypatch, sim)
-    name = hook.create_case(TRIO)
+    name = hook.client.create_case(TRIO)
     sim.inject("redirect", status=301, location=elsewhere.url + "/api/test/" + name, path=CASES_PATH)
     with pytest.raises(EmedgeneRedirectError, match=f"HTTP 301 from GET /api/test/{name} redirects to"):
         EmedgeneGetCaseOperator(task_id="get", case_name=name).execute(make_context(FakeTI()))
@@ -213,7 +213,7 @@ def _deadline_words(method: str, path: str) -> str:
 def test_a_dripping_answer_ends_at_the_deadline(monkeypatch, sim, phase, client) -> None:
     """One byte every 0.05 s never trips the 0.5 s timeout of a single read; the deadline ends it."""
     hook = _hook(monkeypatch, sim, timeout=0.5)
-    name = hook.create_case(TRIO)
+    name = hook.client.create_case(TRIO)
     sim.inject("drip", phase=phase, interval=0.05, size=10_000, path=f"{CASES_PATH}/{name}")
     with pytest.raises(EmedgeneUnavailableError) as raised:
         if client == "sync":
@@ -231,11 +231,11 @@ def test_a_dripping_login_ends_at_the_deadline(monkeypatch, sim) -> None:
     hook = _hook(monkeypatch, sim, timeout=0.5)
     sim.inject("drip", phase="headers", interval=0.05, size=10_000, path=LOGIN_PATH)
     with pytest.raises(EmedgeneUnavailableError) as raised:
-        hook.list_storage_providers()
+        hook.client.list_storage_providers()
     assert str(raised.value) == (
         "Emedgene login: still failing after 1 attempt(s): " + _deadline_words("POST", LOGIN_PATH)
     )
-    assert hook.list_storage_providers()  # the drip was one answer; the next login works
+    assert hook.client.list_storage_providers()  # the drip was one answer; the next login works
 
 
 def test_a_dripped_create_answer_is_ambiguous_and_the_case_exists(monkeypatch, sim) -> None:
@@ -243,7 +243,7 @@ def test_a_dripped_create_answer_is_ambiguous_and_the_case_exists(monkeypatch, s
     hook.get_conn().token()
     sim.inject("drip", phase="body", interval=0.05, size=10_000, path=CREATE_CASE_PATH)
     with pytest.raises(EmedgeneAmbiguousCreateError) as raised:
-        hook.create_case(TRIO)
+        hook.client.create_case(TRIO)
     assert _deadline_words("POST", CREATE_CASE_PATH) in str(raised.value)
     assert sim.counters()["cases_created"] == 1  # applied: which is why it must be looked up, not re-sent
     assert sim.counters()["requests"]["POST /api/cases/v2/cases"] == 1
@@ -251,7 +251,7 @@ def test_a_dripped_create_answer_is_ambiguous_and_the_case_exists(monkeypatch, s
 
 def test_the_sensor_treats_a_dripping_status_read_as_not_yet(monkeypatch, sim, caplog) -> None:
     hook = _hook(monkeypatch, sim, timeout=0.5)
-    name = hook.create_case(TRIO)
+    name = hook.client.create_case(TRIO)
     sim.set_status(name, "Delivered")
     sim.inject("drip", phase="body", interval=0.05, size=10_000, path=f"{CASES_PATH}/{name}")
     sensor = EmedgeneCaseStatusSensor(task_id="wait", case_name=name)
@@ -278,7 +278,7 @@ def _too_large(operation: str, path: str, mb: int = 1) -> str:
 @pytest.mark.parametrize("client", ["sync", "async"])
 def test_an_answer_over_the_cap_is_refused(monkeypatch, sim, chunked, client) -> None:
     hook = _hook(monkeypatch, sim, max_response_mb=1)
-    name = hook.create_case(TRIO)
+    name = hook.client.create_case(TRIO)
     sim.inject("huge", size=64 * MB, chunked=chunked, path=f"{CASES_PATH}/{name}")
     with pytest.raises(EmedgeneUnexpectedResponseError) as raised:
         if client == "sync":
@@ -292,7 +292,7 @@ def test_an_answer_over_the_cap_is_refused(monkeypatch, sim, chunked, client) ->
 @pytest.mark.parametrize("client", ["sync", "async"])
 def test_an_answer_under_the_cap_is_read_whole(monkeypatch, sim, client) -> None:
     hook = _hook(monkeypatch, sim, max_response_mb=1)
-    name = hook.create_case(TRIO)
+    name = hook.client.create_case(TRIO)
     sim.inject("huge", size=MB - 100, chunked=True, path=f"{CASES_PATH}/{name}")
     case = hook.get_case(name) if client == "sync" else _run_async(hook, "get_case", name)
     assert case["name"] == name
@@ -303,7 +303,7 @@ def test_the_default_cap_holds_a_large_export(monkeypatch, sim) -> None:
     """The default (256 MB) is above the largest real export (~83 MB for 200,000 variants)."""
     hook = _hook(monkeypatch, sim)
     assert hook.config.max_response_bytes == 256 * MB
-    name = hook.create_case(TRIO)
+    name = hook.client.create_case(TRIO)
     sim.set_status(name, "Delivered")
     expected = hook.export_case(name)
     sim.inject("huge", size=90 * MB, path=f"{CASES_PATH}/{name}/export")
@@ -312,7 +312,7 @@ def test_the_default_cap_holds_a_large_export(monkeypatch, sim) -> None:
 
 def test_a_huge_export_fails_the_export_operator(monkeypatch, sim) -> None:
     hook = _hook(monkeypatch, sim, max_response_mb=2)
-    name = hook.create_case(TRIO)
+    name = hook.client.create_case(TRIO)
     sim.set_status(name, "Delivered")
     sim.inject("huge", size=300 * MB, chunked=True, path=f"{CASES_PATH}/{name}/export")
     with pytest.raises(EmedgeneUnexpectedResponseError) as raised:
@@ -325,7 +325,7 @@ def test_a_huge_create_answer_is_ambiguous_and_the_case_exists(monkeypatch, sim)
     hook.get_conn().token()
     sim.inject("huge", size=8 * MB, path=CREATE_CASE_PATH)
     with pytest.raises(EmedgeneAmbiguousCreateError) as raised:
-        hook.create_case(TRIO)
+        hook.client.create_case(TRIO)
     assert (
         f"(the HTTP 201 answer to POST {CREATE_CASE_PATH} is larger than the connection's max_response_mb "
         "(1 MB) and was not read further)"

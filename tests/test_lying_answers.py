@@ -329,7 +329,7 @@ def lying_sim(emedgene_simulator_factory: Any, monkeypatch: pytest.MonkeyPatch) 
 
 
 def _delivered(sim: EmedgeneSimulator, variants: int | None = None) -> str:
-    name = EmedgeneHook().create_case(
+    name = EmedgeneHook().client.create_case(
         valid_case(**({} if variants is None else {"simulator_variants": variants}))
     )
     sim.set_status(name, "Delivered")

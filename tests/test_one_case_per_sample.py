@@ -107,7 +107,7 @@ class TestReadYourWriteLag:
 
     def test_the_sensor_waits_through_404s_within_the_window_then_fails(self, tenant) -> None:
         sim = tenant(Quirks(read_lag=0.5))
-        name = EmedgeneHook().create_case(CASE)
+        name = EmedgeneHook().client.create_case(CASE)
         sensor = EmedgeneCaseStatusSensor(task_id="wait", case_name=name, poke_interval=0.05, timeout=60)
         assert sensor.execute({"ti": FakeTI()}) == "Delivered"
         assert sim.counters()["read_lag_404s"] >= 1
@@ -180,7 +180,7 @@ def test_a_retry_without_durable_state_adopts_try_1s_case_whatever_the_list_says
     by its key in a list whose stamps and totals cannot be trusted: one case, never two."""
     sim = tenant(quirks, reconcile_window=300)
     for _ in range(3):  # other cases before ours
-        EmedgeneHook().create_case(CASE)
+        EmedgeneHook().client.create_case(CASE)
     first = EmedgeneCreateCaseOperator(
         task_id="create_case", case=CASE, wait_for_completion=False, durable=False
     ).execute(_context(1))
@@ -203,7 +203,7 @@ def test_a_create_answered_with_a_hostile_case_name_is_unclear_and_never_announc
         mocked.post(f"{sim.url}/api/cases/v2/cases", json={"name": "../../etc/passwd"}, status_code=201)
         hostile = re.escape("invalid case name '../../etc/passwd'")
         with pytest.raises(errors.EmedgeneAmbiguousCreateError, match=hostile):
-            EmedgeneHook().create_case(CASE)
+            EmedgeneHook().client.create_case(CASE)
         context = _context(1, Store())
         op = EmedgeneCreateCaseOperator(task_id="create_case", case=CASE, wait_for_completion=False)
         with pytest.raises(errors.EmedgeneAmbiguousCreateError):

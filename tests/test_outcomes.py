@@ -37,7 +37,8 @@ from emedgene_provider.client.status import (
     evaluate,
 )
 from emedgene_provider.exceptions import EmedgeneCaseFailedError
-from emedgene_provider.operators.emedgene import EmedgeneCreateCaseOperator, default_idempotency_key
+from emedgene_provider.operators.create import default_idempotency_key
+from emedgene_provider.operators.emedgene import EmedgeneCreateCaseOperator
 from emedgene_provider.waiting import resume
 
 # -- the Enum -----------------------------------------------------------------------------------------

@@ -383,9 +383,9 @@ def tenant(emedgene_simulator_factory, monkeypatch):
         sim = emedgene_simulator_factory(page_size_cap=4)
         connect(monkeypatch, sim)
         hook = EmedgeneHook()
-        names = [hook.create_case(CASE) for _ in range(n - (key is not None))]
+        names = [hook.client.create_case(CASE) for _ in range(n - (key is not None))]
         if key is not None:
-            names.append(hook.create_case(with_idempotency_key(CASE, key)))
+            names.append(hook.client.create_case(with_idempotency_key(CASE, key)))
         sim.set_quirks(**quirks)
         return sim, names
 
@@ -396,7 +396,7 @@ def tenant(emedgene_simulator_factory, monkeypatch):
 @pytest.mark.parametrize("order", ["oldest_first", "newest_first"])
 def test_iter_cases_lists_every_case_once_whatever_the_total(tenant, total, order) -> None:
     _, names = tenant(10, list_total=total, list_order=order, shuffle_first_page=True)
-    listed = [case["name"] for case in EmedgeneHook().iter_cases()]
+    listed = [case["name"] for case in EmedgeneHook().client.iter_cases()]
     assert sorted(listed) == sorted(names)
 
 
@@ -405,20 +405,20 @@ def test_iter_cases_lists_every_case_once_whatever_the_total(tenant, total, orde
 def test_iter_cases_refuses_a_tenant_that_ignores_from(tenant, total, shuffle) -> None:
     sim, _ = tenant(6, ignore_from=True, shuffle_first_page=shuffle, list_total=total)
     with pytest.raises(errors.EmedgeneListInconsistentError, match="the server seems to ignore 'from'"):
-        list(EmedgeneHook().iter_cases())
+        list(EmedgeneHook().client.iter_cases())
     assert sim.counters()["requests"]["GET /api/test"] == 2
 
 
 def test_iter_cases_under_inserts_lists_no_case_twice(tenant) -> None:
     _, names = tenant(10, list_order="newest_first", list_churn="insert")
-    listed = [case["name"] for case in EmedgeneHook().iter_cases()]
+    listed = [case["name"] for case in EmedgeneHook().client.iter_cases()]
     assert len(listed) == len(set(listed)) and set(listed) >= set(names)
 
 
 def test_iter_cases_under_deletions_is_an_error_not_a_short_list(tenant) -> None:
     tenant(10, list_order="newest_first", list_churn="delete")
     with pytest.raises(errors.EmedgeneListInconsistentError, match="moved while it was read"):
-        list(EmedgeneHook().iter_cases())
+        list(EmedgeneHook().client.iter_cases())
 
 
 @pytest.mark.parametrize("style", CREATED_STYLES)
@@ -426,7 +426,7 @@ def test_the_look_up_finds_the_case_of_a_tenant_an_hour_behind(tenant, style) ->
     """A first attempt just before the create; the tenant's clock an hour slow, in every style."""
     since = time.time() - 1
     _, names = tenant(9, key="key-skew", created_style=style, clock_skew=-3600.0, list_order="newest_first")
-    found = list(EmedgeneHook().cases_with_idempotency_key("key-skew", since=since))
+    found = list(EmedgeneHook().client.cases_with_idempotency_key("key-skew", since=since))
     assert [case["name"] for case in found] == [names[-1]]
 
 
@@ -434,7 +434,7 @@ def test_the_look_up_finds_the_case_of_a_tenant_an_hour_behind(tenant, style) ->
 def test_the_look_up_is_never_absent_on_a_list_losing_its_top(tenant, total) -> None:
     tenant(10, list_order="newest_first", list_churn="delete", list_total=total)
     with pytest.raises(errors.EmedgeneListInconsistentError, match="look-up of idempotency key 'key-none'"):
-        list(EmedgeneHook().cases_with_idempotency_key("key-none"))
+        list(EmedgeneHook().client.cases_with_idempotency_key("key-none"))
 
 
 @pytest.mark.parametrize("total", ["exact", "missing"])
@@ -443,12 +443,12 @@ def test_the_look_up_finds_its_case_on_a_list_gaining_cases(tenant, total) -> No
     new cases (pages of four, a case added after each) cannot be told from deletions."""
     _, names = tenant(10, key="key-ins", list_order="newest_first", list_churn="insert", list_total=total)
     hook = EmedgeneHook()
-    assert [case["name"] for case in hook.cases_with_idempotency_key("key-ins")] == [names[-1]]
+    assert [case["name"] for case in hook.client.cases_with_idempotency_key("key-ins")] == [names[-1]]
     if total == "exact":
-        assert list(hook.cases_with_idempotency_key("key-none")) == []
+        assert list(hook.client.cases_with_idempotency_key("key-none")) == []
     else:
         with pytest.raises(errors.EmedgeneListInconsistentError, match="page one was wholly replaced"):
-            list(hook.cases_with_idempotency_key("key-none"))
+            list(hook.client.cases_with_idempotency_key("key-none"))
 
 
 def test_the_async_look_up_raises_as_the_sync_one_does(tenant) -> None:

@@ -173,7 +173,7 @@ def _walk(clock: FakeClock, sim: Any, name: str, *statuses: str) -> None:
 def _pending_case(emedgene_simulator_factory: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
     sim = emedgene_simulator_factory(stage_seconds=600)
     connect(monkeypatch, sim)
-    name = EmedgeneHook().create_case(valid_case())
+    name = EmedgeneHook().client.create_case(valid_case())
     sim.set_status(name, "Pending sequencing")
     return sim, name
 
@@ -356,7 +356,7 @@ def test_create_operator_refuses_a_bad_interval_when_waiting() -> None:
 
 
 def test_sensor_passes_max_poll_interval_to_its_trigger(sim_conn) -> None:
-    name = EmedgeneHook().create_case(valid_case())
+    name = EmedgeneHook().client.create_case(valid_case())
     sim_conn.set_status(name, "Uploading")
     sensor = EmedgeneCaseStatusSensor(
         task_id="s", case_name=name, deferrable=True, poke_interval=30, max_poll_interval=600

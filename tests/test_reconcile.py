@@ -126,7 +126,7 @@ class TestHookCreateOnce:
         sim.inject("lost_create")
         name, created = EmedgeneHook().create_case_once(CASE, "key-lag")
         assert (created, _creates(sim), sim.counters()["cases_created"]) == (False, 1, 1)
-        assert name in [c["name"] for c in EmedgeneHook().iter_cases()]
+        assert name in [c["name"] for c in EmedgeneHook().client.iter_cases()]
 
     def test_slow_create_is_adopted(self, make_sim) -> None:
         sim = make_sim(list_lag=1.0)
@@ -138,7 +138,7 @@ class TestHookCreateOnce:
         self, make_sim, task_log
     ) -> None:
         sim = make_sim(extra={"reconcile_window": 600})
-        others = [EmedgeneHook().create_case(CASE) for _ in range(3)]  # other cases, without the key
+        others = [EmedgeneHook().client.create_case(CASE) for _ in range(3)]  # other cases, without the key
         sim.inject("502_html", method="POST", path="/api/cases/v2/cases")  # unclear; nothing applied
         time = FakeTime(on_sleep=lambda: posts_during_window.append(_creates(sim)))
         posts_during_window: list[int] = []
@@ -171,7 +171,7 @@ class TestHookCreateOnce:
     def test_endless_list_fails_with_the_key_and_page_count(self, make_sim) -> None:
         sim = make_sim(endless_list=True)
         with pytest.raises(errors.EmedgeneUnexpectedResponseError) as info:
-            next(EmedgeneHook().cases_with_idempotency_key("key-e", max_pages=5))
+            next(EmedgeneHook().client.cases_with_idempotency_key("key-e", max_pages=5))
         assert str(info.value) == (
             "Emedgene look-up of idempotency key 'key-e': the case list did not end after 5 page(s) "
             "(250 cases); stopped rather than page for ever. The server may be ignoring 'from' or "
@@ -432,14 +432,15 @@ def test_simulator_list_controls_over_http(make_sim) -> None:
     sim = make_sim()
     answer = requests.post(f"{sim.url}/_simulator/list", json={"lag": 30}, timeout=5)
     assert answer.json() == {"lag": 30.0, "lag_max": None, "endless": False}
-    name = EmedgeneHook().create_case(CASE)
-    assert [c["name"] for c in EmedgeneHook().iter_cases()] == []  # not listed yet
+    name = EmedgeneHook().client.create_case(CASE)
+    assert [c["name"] for c in EmedgeneHook().client.iter_cases()] == []  # not listed yet
     assert EmedgeneHook().get_case_status(name)  # but readable by name at once
     assert requests.post(f"{sim.url}/_simulator/list", json={"lag": -1}, timeout=5).status_code == 400
     requests.post(f"{sim.url}/_simulator/list", json={"lag": 0}, timeout=5)
-    assert [c["name"] for c in EmedgeneHook().iter_cases()] == []  # a case's lag is fixed at its creation
-    EmedgeneHook().create_case(CASE)
-    assert len(list(EmedgeneHook().iter_cases())) == 1  # a new one, without lag, is listed at once
+    # a case's lag is fixed at its creation
+    assert [c["name"] for c in EmedgeneHook().client.iter_cases()] == []
+    EmedgeneHook().client.create_case(CASE)
+    assert len(list(EmedgeneHook().client.iter_cases())) == 1  # a new one, without lag, is listed at once
 
 
 class TestRulesFoundInReview:

@@ -32,7 +32,7 @@ def case_in(sim_conn):
     """Create a case and pin it to a status; returns the case name."""
 
     def make(status: str) -> str:
-        name = EmedgeneHook().create_case(valid_case())
+        name = EmedgeneHook().client.create_case(valid_case())
         sim_conn.set_status(name, status)
         return name
 
@@ -171,7 +171,7 @@ def test_poke_mode_rides_out_a_tenant_outage(sim_conn, monkeypatch, clock) -> No
     conn = sim_conn.connection_json()
     conn["extra"]["max_retries"] = 0
     connect(monkeypatch, sim_conn, conn)
-    name = EmedgeneHook().create_case(valid_case())
+    name = EmedgeneHook().client.create_case(valid_case())
     sim_conn.set_status(name, "Delivered")
     sim_conn.inject("503", times=2, method="GET", path=f"/api/test/{name}")
     assert _sensor(name, mode="poke").execute(make_context()) == "Delivered"

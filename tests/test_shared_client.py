@@ -159,7 +159,7 @@ def test_max_connections_extra_refuses_nonsense(tls_sim, value, message) -> None
 async def test_200_triggers_share_one_client_one_pool_and_one_login(tls_sim, monkeypatch, sessions) -> None:
     pool = 5
     connect(monkeypatch, tls_sim, _with_extra(tls_sim, max_connections=pool))
-    name = EmedgeneHook().create_case(valid_case())
+    name = EmedgeneHook().client.create_case(valid_case())
     tls_sim.set_status(name, "In progress")
     TOKEN_CACHE.clear()  # the triggers must log in themselves: once
     logins = tls_sim.counters()["logins"]
@@ -181,7 +181,7 @@ async def test_200_triggers_share_one_client_one_pool_and_one_login(tls_sim, mon
 
 
 async def test_the_last_user_leaving_closes_the_client(tls_sim, sessions) -> None:
-    name = EmedgeneHook().create_case(valid_case())
+    name = EmedgeneHook().client.create_case(valid_case())
     tls_sim.set_status(name, "Delivered")
     config = _config(tls_sim)
     async with shared_client(config) as first:
@@ -213,7 +213,7 @@ async def test_a_user_that_fails_still_leaves(tls_sim, sessions) -> None:
 async def test_connections_with_equal_settings_share_and_different_ones_do_not(
     tls_sim, monkeypatch, sessions
 ) -> None:
-    name = EmedgeneHook().create_case(valid_case())
+    name = EmedgeneHook().client.create_case(valid_case())
     tls_sim.set_status(name, "Delivered")
     _set_conn(monkeypatch, "emedgene_twin", _with_extra(tls_sim))  # another id, same settings
     _set_conn(monkeypatch, "emedgene_keyed", _with_extra(tls_sim, "api_key"))
@@ -248,7 +248,7 @@ async def test_hook_reads_the_connection_through_the_async_path(tls_sim) -> None
 
 
 def test_two_event_loops_never_share_a_session(tls_sim, sessions) -> None:
-    name = EmedgeneHook().create_case(valid_case())
+    name = EmedgeneHook().client.create_case(valid_case())
     tls_sim.set_status(name, "Delivered")
     config = _config(tls_sim)
     both_inside = threading.Barrier(2, timeout=60)
@@ -283,7 +283,7 @@ def test_two_event_loops_never_share_a_session(tls_sim, sessions) -> None:
 
 
 async def test_expired_tokens_mean_one_login_for_every_concurrent_caller(tls_sim) -> None:
-    name = EmedgeneHook().create_case(valid_case())
+    name = EmedgeneHook().client.create_case(valid_case())
     tls_sim.set_status(name, "Delivered")
     async with shared_client(_config(tls_sim)) as client:
         TOKEN_CACHE.clear()

@@ -22,13 +22,13 @@ def slow_sim(emedgene_simulator_factory, monkeypatch):
 
 
 def _listed_status(hook: EmedgeneHook, name: str) -> str:
-    (hit,) = [hit for hit in hook.iter_cases() if hit["name"] == name]
+    (hit,) = [hit for hit in hook.client.iter_cases() if hit["name"] == name]
     return str(hit["status"])
 
 
 def test_each_read_answers_the_next_status_then_the_last_for_ever(slow_sim) -> None:
     hook = EmedgeneHook()
-    name = hook.create_case(valid_case(simulator_statuses=["Uploading", "In progress", "Delivered"]))
+    name = hook.client.create_case(valid_case(simulator_statuses=["Uploading", "In progress", "Delivered"]))
     assert _listed_status(hook, name) == "Uploading"  # before any read: the first
     assert hook.get_case_status(name) == "Uploading"
     with pytest.raises(EmedgeneInvalidRequestError, match="not delivered yet"):
@@ -43,12 +43,12 @@ def test_each_read_answers_the_next_status_then_the_last_for_ever(slow_sim) -> N
 
 def test_a_status_set_by_hand_wins_over_the_script(slow_sim) -> None:
     hook = EmedgeneHook()
-    name = hook.create_case(valid_case(simulator_statuses=["Uploading", "Delivered"]))
+    name = hook.client.create_case(valid_case(simulator_statuses=["Uploading", "Delivered"]))
     slow_sim.set_status(name, "Issue reported")
     assert [hook.get_case_status(name) for _ in range(3)] == ["Issue reported"] * 3
 
 
 def test_without_a_script_reads_do_not_move_a_case(slow_sim) -> None:
     hook = EmedgeneHook()
-    name = hook.create_case(valid_case())
+    name = hook.client.create_case(valid_case())
     assert [hook.get_case_status(name) for _ in range(3)] == ["Uploading"] * 3

@@ -79,7 +79,7 @@ def warnings_for(caplog, capsys):
 
 
 def _case(sim: EmedgeneSimulator, status: str | None = None) -> str:
-    name = EmedgeneHook().create_case(valid_case())
+    name = EmedgeneHook().client.create_case(valid_case())
     if status is not None:
         sim.set_status(name, status)
     return name

@@ -283,7 +283,7 @@ def test_an_error_before_the_list_opens_no_output() -> None:
 
 
 def _delivered(sim: Any, **extra: Any) -> str:
-    name = EmedgeneHook().create_case(valid_case(**extra))
+    name = EmedgeneHook().client.create_case(valid_case(**extra))
     sim.set_status(name, "Delivered")
     return name
 
@@ -357,7 +357,7 @@ def test_an_unknown_case_fails_as_in_memory_and_writes_nothing(sim_conn: Any, tm
 
 def test_an_undelivered_case_fails_as_in_memory(sim_conn: Any, tmp_path: Path) -> None:
     hook = EmedgeneHook()
-    name = hook.create_case(valid_case())
+    name = hook.client.create_case(valid_case())
     sim_conn.set_status(name, "In progress")
     with pytest.raises(EmedgeneInvalidRequestError) as in_memory:
         hook.get_candidates(name)
@@ -613,10 +613,10 @@ def test_a_large_export_streams_in_a_small_fraction_of_its_size(
     simulator_process: str, tmp_path: Path
 ) -> None:
     hook = EmedgeneHook()
-    name = hook.create_case(valid_case(simulator_variants=50_000))
+    name = hook.client.create_case(valid_case(simulator_variants=50_000))
     # One small export first: the token, the connection, and what a process loads once (msgspec,
     # fsspec, Airflow's lineage plugins on a first write) are not the stream's memory.
-    hook.export_case_to(hook.create_case(valid_case()), f"file://{tmp_path}/small.json")
+    hook.export_case_to(hook.client.create_case(valid_case()), f"file://{tmp_path}/small.json")
     target = tmp_path / "export.json"
     tracemalloc.start()
     try:

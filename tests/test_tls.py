@@ -110,7 +110,7 @@ def test_default_verification_refuses_the_unknown_ca_sync(sim, ca_env) -> None:
 def test_default_verification_refuses_the_unknown_ca_hook(sim, ca_env, monkeypatch) -> None:
     hook = _hook(monkeypatch, _conn(sim))
     with pytest.raises(EmedgeneConfigError) as raised:
-        hook.create_case(TRIO)
+        hook.client.create_case(TRIO)
     _assert_verify_advice(raised.value, sim)
     ok, message = hook.test_connection()
     assert ok is False
@@ -158,7 +158,7 @@ def test_ca_bundle_sync_login_create_status(sim, ca_env) -> None:
 def test_ca_bundle_through_the_hook(sim, ca_env, monkeypatch) -> None:
     hook = _hook(monkeypatch, sim.connection_json())  # connection_json() names its CA itself
     assert hook.config.verify == sim.ca_file
-    name = hook.create_case(TRIO)
+    name = hook.client.create_case(TRIO)
     assert hook.get_case_status(name)
     ok, message = hook.test_connection()
     assert ok, message

@@ -55,7 +55,7 @@ async def _events(trigger: EmedgeneCaseStatusTrigger, limit: float = 20) -> list
 
 
 def _case(sim, status: str | None = None) -> str:
-    name = EmedgeneHook().create_case(valid_case())
+    name = EmedgeneHook().client.create_case(valid_case())
     if status is not None:
         sim.set_status(name, status)
     return name

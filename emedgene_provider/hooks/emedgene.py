@@ -2,7 +2,8 @@
 
 Everything about talking to Emedgene (auth, token renewal, retries, error mapping) lives in the
 Airflow-free client; the hook reads the connection, registers its secrets with Airflow's masker
-before anything can fail, and exposes the client's calls as the hook's public methods.
+before anything can fail, and hands out the client (:meth:`EmedgeneHook.get_conn`, the full API). The
+hook's own methods are the calls the operators and sensors make.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -93,6 +94,10 @@ class EmedgeneHook(BaseHook):
         return EmedgeneClient(self.config)
 
     def get_conn(self) -> EmedgeneClient:
+        """The full client API (:class:`~emedgene_provider.client.sync.EmedgeneClient`): every call
+        the hook has no method for (``create_case``, ``iter_cases``, ``list_storage_providers``,
+        ``cases_with_idempotency_key``, ...) is ``hook.get_conn().<call>``. The hook's own methods
+        are the ones the operators and sensors make."""
         return self.client
 
     # -- the async client (triggers) ------------------------------------------------------------
@@ -140,21 +145,6 @@ class EmedgeneHook(BaseHook):
         except Exception as exc:  # a bad connection must answer False, not crash the UI
             return False, str(exc)
 
-    def iter_cases(self, page_size: int = 100, *, max_pages: int | None = None) -> Iterator[dict[str, Any]]:
-        """Every case visible to the user, lazily, paging with ``from``/``size``; with ``max_pages``,
-        an error rather than paging past that many pages."""
-        return self.client.iter_cases(page_size, max_pages=max_pages)
-
-    def list_storage_providers(self) -> list[dict[str, Any]]:
-        """The storage providers the user can read sample files from."""
-        return self.client.list_storage_providers()
-
-    def create_case(self, case: dict[str, Any]) -> str:
-        """Create a case; returns its name (``EMG`` + 9 digits). Raises
-        :class:`~emedgene_provider.client.errors.EmedgeneAmbiguousCreateError` rather than re-send a
-        create whose answer was lost."""
-        return self.client.create_case(case)
-
     def create_case_once(
         self,
         case: dict[str, Any],
@@ -191,13 +181,6 @@ class EmedgeneHook(BaseHook):
             claims=claims,
             owner=owner,
         )
-
-    def cases_with_idempotency_key(
-        self, key: str, *, since: float | None = None, max_pages: int | None = None
-    ) -> Iterator[dict[str, Any]]:
-        """Cases stamped with ``key`` (``name``, ``status``, ``created``), newest first, lazily;
-        ``since`` (epoch seconds) skips cases created earlier; fails after ``max_pages`` pages."""
-        return self.client.cases_with_idempotency_key(key, since=since, max_pages=max_pages)
 
     def validate_case(self, case: dict[str, Any]) -> None:
         """Server-side validation (``?dry_run=true``); raises with the server's message."""

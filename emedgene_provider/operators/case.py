@@ -1,0 +1,49 @@
+"""What every Emedgene operator shares (the connection, the hook, the case link), and fetching one case."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.providers.common.compat.sdk import BaseOperator
+
+from emedgene_provider.hooks.emedgene import EmedgeneHook
+from emedgene_provider.links.emedgene import XCOM_CASE_URL, EmedgeneCaseLink
+
+
+class _EmedgeneCaseOperator(BaseOperator):
+    """What every Emedgene operator shares: the connection, the hook, the case link."""
+
+    operator_extra_links = (EmedgeneCaseLink(),)
+    ui_color = "#d9ecf7"
+
+    def __init__(self, *, emedgene_conn_id: str = EmedgeneHook.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.emedgene_conn_id = emedgene_conn_id
+
+    @cached_property
+    def hook(self) -> EmedgeneHook:
+        return EmedgeneHook(emedgene_conn_id=self.emedgene_conn_id)
+
+    def push_case_url(self, context: Any, case_name: str) -> None:
+        context["ti"].xcom_push(key=XCOM_CASE_URL, value=self.hook.config.case_url(case_name))
+
+
+class EmedgeneGetCaseOperator(_EmedgeneCaseOperator):
+    """Return a case's JSON, whole or only ``test_fields``.
+
+    :param case_name: the case (templated).
+    :param test_fields: the fields to fetch (templated); None for the whole case.
+    """
+
+    template_fields: Sequence[str] = ("case_name", "test_fields", "emedgene_conn_id")
+
+    def __init__(self, *, case_name: str, test_fields: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case_name = case_name
+        self.test_fields = test_fields
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        self.push_case_url(context, self.case_name)
+        return self.hook.get_case(self.case_name, self.test_fields)
