@@ -253,8 +253,10 @@ async def test_short_lived_tokens_are_renewed_within_one_wait(
     emedgene_simulator_factory, monkeypatch, clock
 ) -> None:
     """Tokens age on the simulator's own (real) clock: each of the two waits lets more real time
-    pass than a token lives, so each following poll meets an expired token, whatever the load."""
-    ttl = 0.25
+    pass than a token lives, so each following poll meets an expired token, whatever the load. A
+    token lives a whole second: long enough that a loaded machine (CI beside other jobs) still uses
+    a token it has just obtained before it expires, which at 0.25 s it did not always."""
+    ttl = 1.0
     sim = emedgene_simulator_factory(token_ttl=ttl)
     connect(monkeypatch, sim)
     name = _case(sim, "In progress")
