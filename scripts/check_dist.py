@@ -105,7 +105,7 @@ def check_installed(venv: Path) -> None:
             "for section in ('operators', 'sensors', 'hooks', 'triggers'):\n"
             "    for module in info[section][0]['python-modules']:\n"
             "        __import__(module)\n"
-            f"import {MODULE}.links.emedgene, {MODULE}.batch\n"
+            f"import {MODULE}.links.emedgene, {MODULE}.cases.batch_csv\n"
             "print(info['versions'][0])\n"
         )
         imported = run(python, "-c", code)
