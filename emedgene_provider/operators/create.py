@@ -232,7 +232,7 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
         self._announced: str | None = None
         case = self.load_case(context)
         key = self.idempotency_key or default_idempotency_key(context)
-        journal, durable = self._journal(context, key)
+        journal, durable = self._journal(context)
         retry = int(getattr(context["ti"], "try_number", 1) or 1) > 1
         if event is not None:
             journal.save(_after_reconcile(parse_reconciled(event, key), journal, key, self._now()).to_json())
@@ -285,7 +285,7 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
         """Epoch seconds, from the client's clock (tests replace it together with its sleep)."""
         return self.hook.client.clock()
 
-    def _journal(self, context: Any, key: str) -> tuple[Journal, bool]:
+    def _journal(self, context: Any) -> tuple[Journal, bool]:
         """Where the create record lives: the durable task state store, else this try's memory."""
         store = context.get("task_state_store")
         if store is not None and self.durable:
