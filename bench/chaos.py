@@ -211,14 +211,14 @@ def run(
     """Run ``lifecycles`` lifecycles against a fresh simulator with ``quirks`` (names and values of
     :class:`~emedgene_provider.testing.quirks.Quirks`; none by default); return the figures."""
     from emedgene_provider.cases.extra_data import idempotency_key_of
-    from emedgene_provider.client.auth import TOKEN_CACHE
+    from emedgene_provider.client.process import PROCESS
     from emedgene_provider.testing import EmedgeneSimulator
     from emedgene_provider.testing.quirks import Quirks
 
     _import_in_main_thread()
     case = json.loads(CASE_FILE.read_text())
     case["test_data"]["extra_data"] = {"lims_id": "CHAOS"}
-    TOKEN_CACHE.clear()
+    PROCESS.tokens.clear()
     with (
         EmedgeneSimulator(
             stage_seconds=stage_seconds,

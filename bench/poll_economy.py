@@ -181,10 +181,10 @@ def main(argv: list[str] | None = None) -> int:
 def _seed_jitter(seed: int) -> None:
     """Seed the polling jitter's shared generator, if the provider has one, so runs repeat."""
     try:
-        from emedgene_provider.client import polling
+        from emedgene_provider.client.process import PROCESS
     except ImportError:
         return
-    rng = getattr(polling, "_SHARED_RNG", None)
+    rng = PROCESS.poll_rng
     if isinstance(rng, random.Random):
         rng.seed(seed)
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from emedgene_provider.client.claims import PROCESS_CLAIMS, CellClaims, Cells
+from emedgene_provider.client.claims import CellClaims, Cells
+from emedgene_provider.client.process import PROCESS
 
 #: Seconds a written claim must survive before it counts (Airflow 3): well above the time between
 #: a claimant's read and its write, a few Execution API round trips.
@@ -161,7 +162,7 @@ class AirflowClaims(CellClaims):
 
         cells: Cells
         if not _in_a_task_run():
-            cells = PROCESS_CLAIMS.memory
+            cells = PROCESS.claims.memory
         elif AIRFLOW_V_3_0_PLUS:
             cells = _ApiVariables(settle_seconds, sleep)
         else:

@@ -1,8 +1,9 @@
 """Every shared fixture, in one place; helpers that are not fixtures live in ``airflow_fixtures``.
 
-- ``_clear_token_cache`` (autouse): no test sees a token another test obtained.
-- ``_fresh_rate_limits`` (autouse): nor another test's per-tenant rate limiter; connections
-  without ``requests_per_second`` are unlimited (tests/test_rate_limit.py puts the default back).
+- ``_fresh_process`` (autouse): no test sees what another shared through the process's
+  :data:`~emedgene_provider.client.process.PROCESS` (tokens, rate limiters, connection reads,
+  claims...); connections without ``requests_per_second`` are unlimited (tests/test_rate_limit.py
+  puts the default back).
 - ``sim_conn``: the per-test simulator (``emedgene_simulator``, from the provider's pytest plugin,
   loaded by ``pytest_plugins`` below)
   with ``emedgene_default`` pointing at it.
@@ -21,10 +22,8 @@ import pytest
 from airflow_cli import AIRFLOW, airflow_env
 from airflow_fixtures import AirflowHome, FakeClock, airflow_run, connect
 
-from emedgene_provider.client import config, polling, ratelimit
-from emedgene_provider.client.auth import TOKEN_CACHE
-from emedgene_provider.client.claims import PROCESS_CLAIMS
-from emedgene_provider.hooks.emedgene import forget_connection_reads
+from emedgene_provider.client import config, polling
+from emedgene_provider.client.process import PROCESS
 from emedgene_provider.testing import EmedgeneSimulator
 
 #: The simulator's fixtures are opt-in: installing the provider loads nothing into other
@@ -33,22 +32,10 @@ pytest_plugins = ["emedgene_provider.testing.pytest_plugin"]
 
 
 @pytest.fixture(autouse=True)
-def _clear_token_cache() -> Iterator[None]:
-    """The token cache is process-wide: no test may see a token another test obtained (nor a
-    connection read another test's triggers shared)."""
-    TOKEN_CACHE.clear()
-    forget_connection_reads()
-    PROCESS_CLAIMS.clear()
-    yield
-    TOKEN_CACHE.clear()
-    forget_connection_reads()
-    PROCESS_CLAIMS.clear()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The rate limiters are process-wide too: no test inherits another's pacing, pause or rate
-    (a lower rate for a tenant URL would otherwise stick for the rest of the session).
+def _fresh_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """What clients share is process-wide: no test may see a token another test obtained, a
+    connection read or claim another test's tasks made, nor inherit another's pacing, pause or
+    rate (a lower rate for a tenant URL would otherwise stick for the rest of the session).
 
     And a connection without ``requests_per_second`` is unlimited in these tests: many count the
     client's sleeps exactly (retries, reconcile windows) with recorders that take no time, which
@@ -57,9 +44,9 @@ def _fresh_rate_limits(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     default and covers the pacing; the e2e tests (real Airflow subprocesses) run with it too.
     """
     monkeypatch.setattr(config, "DEFAULT_REQUESTS_PER_SECOND", 0.0)
-    ratelimit.forget()
+    PROCESS.reset()
     yield
-    ratelimit.forget()
+    PROCESS.reset()
 
 
 @pytest.fixture

@@ -28,13 +28,14 @@ from hypothesis import strategies as st
 from emedgene_provider.cases.validation import case_problems
 from emedgene_provider.client import endpoints
 from emedgene_provider.client.aio import AsyncEmedgeneClient
-from emedgene_provider.client.auth import TOKEN_CACHE, Credentials, Token, parse_token
+from emedgene_provider.client.auth import Credentials, Token, parse_token
 from emedgene_provider.client.config import config_from_connection
 from emedgene_provider.client.errors import (
     EmedgeneAmbiguousCreateError,
     EmedgeneError,
     EmedgeneInvalidCaseNameError,
 )
+from emedgene_provider.client.process import PROCESS
 from emedgene_provider.client.responses import AuthRejected, interpret, interpret_login
 from emedgene_provider.client.retry import TransientFailure
 from emedgene_provider.client.secrets import Scrubber
@@ -441,7 +442,7 @@ answers = st.fixed_dictionaries(
 @given(operation=st.sampled_from(sorted(OPERATIONS)), responses=st.lists(answers, min_size=1, max_size=3))
 @settings(max_examples=200, deadline=None, suppress_health_check=FUNCTION_FIXTURES)
 def test_sync_client_raises_only_provider_errors(requests_mock, operation: str, responses: list) -> None:
-    TOKEN_CACHE.clear()  # examples share one test, hence one autouse fixture
+    PROCESS.tokens.clear()  # examples share one test, hence one autouse fixture
     requests_mock.post(LOGIN_URL, json={"access_token": "tok-1", "token_type": "bearer"})
     method, url, run = OPERATIONS[operation]
     requests_mock.register_uri(method, url, responses)
@@ -454,7 +455,7 @@ def test_sync_client_raises_only_provider_errors(requests_mock, operation: str, 
 @given(login=st.lists(answers | token_answers.map(lambda b: {"content": _dumps(b)}), min_size=1, max_size=3))
 @settings(max_examples=150, deadline=None, suppress_health_check=FUNCTION_FIXTURES)
 def test_sync_client_survives_any_login_answer(requests_mock, login: list) -> None:
-    TOKEN_CACHE.clear()
+    PROCESS.tokens.clear()
     requests_mock.post(LOGIN_URL, login)
     requests_mock.get(CASE_URL, json={"status": "Delivered"})
     try:
@@ -505,7 +506,7 @@ def _assert_refused(exc: EmedgeneInvalidCaseNameError, name: str) -> None:
 @given(name=bad_names)
 @settings(max_examples=200, deadline=None, suppress_health_check=FUNCTION_FIXTURES)
 def test_bad_case_names_never_reach_the_wire_sync(requests_mock, name: str) -> None:
-    TOKEN_CACHE.clear()
+    PROCESS.tokens.clear()
     requests_mock.post(LOGIN_URL, json={"access_token": "tok-1"})
     client = _client()
     for method in CASE_METHODS:
@@ -527,7 +528,7 @@ def test_bad_case_names_never_reach_the_simulator_async_and_hook(
 
     sim = emedgene_simulator
     monkeypatch.setenv("AIRFLOW_CONN_EMEDGENE_DEFAULT", json.dumps(sim.connection_json()))
-    TOKEN_CACHE.clear()
+    PROCESS.tokens.clear()
     hook = EmedgeneHook()
     for method in CASE_METHODS:
         with pytest.raises(EmedgeneInvalidCaseNameError) as refused:
@@ -558,7 +559,7 @@ def test_bad_case_names_never_reach_the_simulator_async_and_hook(
 def test_good_case_names_do_reach_the_wire(requests_mock, name: str) -> None:
     """The refusals above are not refusing everything."""
     assume(_is_valid_name(name))
-    TOKEN_CACHE.clear()
+    PROCESS.tokens.clear()
     requests_mock.post(LOGIN_URL, json={"access_token": "tok-1"})
     target = requests_mock.get(f"{BASE}/api/test/{name}", json={"status": "Delivered"})
     assert _client().get_case_status(name) == "Delivered"

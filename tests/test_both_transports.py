@@ -22,7 +22,6 @@ import pytest
 from emedgene_provider.cases.extra_data import with_idempotency_key
 from emedgene_provider.client import retry as retry_module
 from emedgene_provider.client.aio import AsyncEmedgeneClient
-from emedgene_provider.client.auth import TokenCache
 from emedgene_provider.client.config import ClientConfig, config_from_connection
 from emedgene_provider.client.endpoints import LOGIN_PATH
 from emedgene_provider.client.errors import (
@@ -30,6 +29,7 @@ from emedgene_provider.client.errors import (
     EmedgeneRateLimitedError,
     EmedgeneUnavailableError,
 )
+from emedgene_provider.client.process import ProcessState
 from emedgene_provider.client.sync import EmedgeneClient
 from emedgene_provider.testing import EmedgeneSimulator
 
@@ -109,7 +109,7 @@ def _case(sim: EmedgeneSimulator, case: dict[str, Any] | None = None) -> str:
     """A case created through a client of its own and its own token cache (set-up, not under test:
     the clients under test log in themselves)."""
     config = config_from_connection(host=sim.url, login=sim.username, password=sim.password, extra=None)
-    client = EmedgeneClient(config, token_cache=TokenCache())
+    client = EmedgeneClient(config, shared=ProcessState())
     try:
         return client.create_case(case or CASE)
     finally:

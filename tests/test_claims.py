@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 from airflow_fixtures import AirflowHome, airflow_run, python_run
 
-from emedgene_provider.client.claims import CELL_PREFIX, PROCESS_CLAIMS, Claim, ProcessClaims, cell_name
+from emedgene_provider.client.claims import CELL_PREFIX, Claim, ProcessClaims, cell_name
 from emedgene_provider.client.errors import EmedgeneError
+from emedgene_provider.client.process import PROCESS
 
 KEY = "LIMS-ACC-2024-000123"  # a lab's accession: may identify a patient, so never stored
 
@@ -226,7 +227,7 @@ def test_outside_a_task_run_the_airflow_store_is_the_process_store() -> None:
     from emedgene_provider.claims import AirflowClaims
 
     assert AirflowClaims().claim(KEY, "a", 100.0).granted
-    assert PROCESS_CLAIMS.claim(KEY, "b", 101.0) == Claim(False, "a", None, 100.0)
+    assert PROCESS.claims.claim(KEY, "b", 101.0) == Claim(False, "a", None, 100.0)
 
 
 # -- a deployment: real task runs on the metadata DB ---------------------------------------------

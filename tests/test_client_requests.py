@@ -20,7 +20,7 @@ import urllib3
 
 from emedgene_provider.client import auth as auth_module
 from emedgene_provider.client import retry as retry_module
-from emedgene_provider.client.auth import TOKEN_CACHE, Token
+from emedgene_provider.client.auth import Token
 from emedgene_provider.client.config import config_from_connection
 from emedgene_provider.client.errors import (
     EmedgeneAmbiguousCreateError,
@@ -33,6 +33,7 @@ from emedgene_provider.client.errors import (
     EmedgeneUnavailableError,
     EmedgeneUnexpectedResponseError,
 )
+from emedgene_provider.client.process import PROCESS
 from emedgene_provider.client.sync import EmedgeneClient
 
 BASE = "https://lab.emedgene.com"
@@ -256,7 +257,7 @@ class TestTokens:
 
     def test_stale_cached_token_is_not_used(self, requests_mock):
         client = make_client()
-        TOKEN_CACHE.put(client.config.credentials.cache_key(), Token("old", "Bearer old", 10.0, 5.0))
+        PROCESS.tokens.put(client.config.credentials.cache_key(), Token("old", "Bearer old", 10.0, 5.0))
         login = mock_login(requests_mock, "fresh")
         storage = requests_mock.get(STORAGE_URL, json={"hits": []})
         client.list_storage_providers()
@@ -266,7 +267,7 @@ class TestTokens:
     def test_valid_cached_token_means_no_login(self, requests_mock):
         client = make_client()
         far = 4_000_000_000.0
-        TOKEN_CACHE.put(client.config.credentials.cache_key(), Token("cached", "Bearer cached", far, far))
+        PROCESS.tokens.put(client.config.credentials.cache_key(), Token("cached", "Bearer cached", far, far))
         storage = requests_mock.get(STORAGE_URL, json={"hits": []})
         client.list_storage_providers()
         assert [r.url for r in requests_mock.request_history] == [STORAGE_URL]
@@ -1154,13 +1155,13 @@ class TestRequestsThatCannotBeSentOrPaged:
         import asyncio
 
         from emedgene_provider.client.aio import AsyncEmedgeneClient
-        from emedgene_provider.client.auth import TOKEN_CACHE, Token
+        from emedgene_provider.client.auth import Token
         from emedgene_provider.client.config import config_from_connection
         from emedgene_provider.client.errors import EmedgeneConfigError
 
         sim = emedgene_simulator
         config = config_from_connection(host=sim.url, login=sim.username, password=sim.password, extra=None)
-        TOKEN_CACHE.put(
+        PROCESS.tokens.put(
             config.credentials.cache_key(),
             Token(access_token="tok", header_value="Bearer tok\r\nX: 1", expires_at=2e9, renew_at=2e9),
         )

@@ -21,6 +21,7 @@ from emedgene_provider.client.aio import AsyncEmedgeneClient
 from emedgene_provider.client.auth import Token
 from emedgene_provider.client.config import config_from_connection
 from emedgene_provider.client.errors import EmedgeneError
+from emedgene_provider.client.process import PROCESS
 from emedgene_provider.client.sync import EmedgeneClient
 from emedgene_provider.testing import EmedgeneSimulator, Quirks
 
@@ -149,7 +150,7 @@ def test_both_clients_log_a_login_in_the_same_words(
     caplog.set_level(logging.INFO, logger="emedgene_provider")
 
     EmedgeneClient(config).token()
-    auth.TOKEN_CACHE.clear()
+    PROCESS.tokens.clear()
 
     async def log_in() -> None:
         async with AsyncEmedgeneClient(config) as client:

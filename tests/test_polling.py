@@ -20,6 +20,7 @@ from emedgene_provider import waiting
 from emedgene_provider.client import polling
 from emedgene_provider.client.errors import EmedgeneUnavailableError
 from emedgene_provider.client.polling import PollSchedule, default_max_poll_interval, steps_to_target
+from emedgene_provider.client.process import PROCESS
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.operators.emedgene import EmedgeneCreateCaseOperator
 from emedgene_provider.sensors.emedgene import EmedgeneCaseStatusSensor
@@ -220,7 +221,7 @@ async def test_trigger_sleeps_are_jittered_by_the_schedule(
     sim, name = _pending_case(emedgene_simulator_factory, monkeypatch)
     fake_clock.install(trigger_module)
     monkeypatch.setattr(polling, "DEFAULT_JITTER", 0.1)  # the fake clock turns it off: back on
-    monkeypatch.setattr(polling, "_SHARED_RNG", random.Random(5))
+    monkeypatch.setattr(PROCESS, "poll_rng", random.Random(5))
     _walk(fake_clock, sim, name, "Uploading", "In progress", "Delivered")
     (event,) = await _events(_trigger(name, fake_clock))
     assert event["status"] == "success"
@@ -293,7 +294,7 @@ def test_blocking_wait_sleeps_are_jittered(emedgene_simulator_factory, monkeypat
     sim, name = _pending_case(emedgene_simulator_factory, monkeypatch)
     fake_clock.install(waiting)
     monkeypatch.setattr(polling, "DEFAULT_JITTER", 0.1)
-    monkeypatch.setattr(polling, "_SHARED_RNG", random.Random(9))
+    monkeypatch.setattr(PROCESS, "poll_rng", random.Random(9))
     _walk(fake_clock, sim, name, "Uploading", "Delivered")
     waiting.wait_blocking(EmedgeneHook(), name, DELIVERED, None, poll_interval=0.125, timeout=30)
     draws = random.Random(9)

@@ -15,10 +15,10 @@ from airflow_fixtures import valid_case
 from emedgene_provider.client import config as config_module
 from emedgene_provider.client import ratelimit
 from emedgene_provider.client.aio import AsyncEmedgeneClient
-from emedgene_provider.client.auth import TOKEN_CACHE
 from emedgene_provider.client.config import ClientConfig, config_from_connection
 from emedgene_provider.client.errors import EmedgeneConfigError, EmedgeneRateLimitedError
-from emedgene_provider.client.ratelimit import RateLimiter, limiter_for
+from emedgene_provider.client.process import PROCESS
+from emedgene_provider.client.ratelimit import RateLimiter
 from emedgene_provider.client.sync import EmedgeneClient
 from emedgene_provider.testing import EmedgeneSimulator
 
@@ -161,21 +161,21 @@ def test_without_a_limit_nothing_is_paused() -> None:
 
 
 def test_one_limiter_per_tenant_and_the_lowest_rate_wins() -> None:
-    first = limiter_for(URL, 20)
-    assert limiter_for(URL + "/", 50) is first  # the same tenant, however written
-    assert limiter_for("HTTPS://LAB.emedgene.com", 0) is first
+    first = PROCESS.rate_limits.for_tenant(URL, 20)
+    assert PROCESS.rate_limits.for_tenant(URL + "/", 50) is first  # the same tenant, however written
+    assert PROCESS.rate_limits.for_tenant("HTTPS://LAB.emedgene.com", 0) is first
     assert first.rate == 20  # neither a higher rate nor "no limit" loosens it
-    assert limiter_for(URL, 5) is first
+    assert PROCESS.rate_limits.for_tenant(URL, 5) is first
     assert first.rate == 5
-    other = limiter_for("https://other.emedgene.com", 20)
+    other = PROCESS.rate_limits.for_tenant("https://other.emedgene.com", 20)
     assert other is not first
     assert other.rate == 20
 
 
 def test_a_limit_from_one_connection_holds_for_an_unlimited_one() -> None:
-    unlimited = limiter_for(URL, 0)
+    unlimited = PROCESS.rate_limits.for_tenant(URL, 0)
     assert unlimited.unlimited
-    assert limiter_for(URL, 10) is unlimited
+    assert PROCESS.rate_limits.for_tenant(URL, 10) is unlimited
     assert unlimited.rate == 10
 
 
@@ -264,8 +264,8 @@ def _sim_config(sim: EmedgeneSimulator, **extra: Any) -> ClientConfig:
 
 def _case(sim: EmedgeneSimulator) -> str:
     name = EmedgeneClient(_sim_config(sim, requests_per_second=0)).create_case(valid_case())
-    TOKEN_CACHE.clear()  # the test's own clients log in, and their login is paced too
-    ratelimit.forget()  # nor does the test inherit this unlimited limiter
+    PROCESS.tokens.clear()  # the test's own clients log in, and their login is paced too
+    PROCESS.rate_limits.forget()  # nor does the test inherit this unlimited limiter
     return name
 
 
@@ -275,7 +275,9 @@ def test_sync_client_paces_its_calls(emedgene_simulator: EmedgeneSimulator) -> N
     sim = emedgene_simulator
     name = _case(sim)
     clock = Clock()
-    limiter_for(sim.url, 1000, clock=clock)  # the limiter exists first, on the test's clock
+    PROCESS.rate_limits.for_tenant(
+        sim.url, 1000, clock=clock
+    )  # the limiter exists first, on the test's clock
     client = EmedgeneClient(_sim_config(sim, requests_per_second=4))
     assert client.limiter.rate == 4  # the connection's rate, lower, won
     client.sleep = clock.sleep
@@ -292,7 +294,7 @@ def test_a_connection_without_the_extra_is_paced_at_20_per_second(
     sim = emedgene_simulator
     name = _case(sim)
     clock = Clock()
-    limiter_for(sim.url, 1000, clock=clock)
+    PROCESS.rate_limits.for_tenant(sim.url, 1000, clock=clock)
     client = EmedgeneClient(_sim_config(sim))
     assert client.limiter.rate == 20
     client.sleep = clock.sleep
@@ -317,7 +319,7 @@ def test_async_client_paces_its_calls(emedgene_simulator: EmedgeneSimulator) -> 
     sim = emedgene_simulator
     name = _case(sim)
     clock = Clock()
-    limiter_for(sim.url, 1000, clock=clock)
+    PROCESS.rate_limits.for_tenant(sim.url, 1000, clock=clock)
 
     async def run() -> None:
         async with AsyncEmedgeneClient(_sim_config(sim, requests_per_second=10)) as client:
@@ -335,7 +337,7 @@ def test_a_retry_after_pauses_a_second_client_of_the_tenant(emedgene_simulator: 
     sim = emedgene_simulator
     name = _case(sim)
     clock = Clock()
-    limiter_for(sim.url, 1000, clock=clock)
+    PROCESS.rate_limits.for_tenant(sim.url, 1000, clock=clock)
     throttled = EmedgeneClient(_sim_config(sim, requests_per_second=50, max_retries=0))
     throttled.sleep = clock.sleep
     throttled.get_case_status(name)  # logs in: the token is the process's
@@ -356,7 +358,7 @@ def test_a_retry_after_to_a_sync_client_pauses_an_async_one(emedgene_simulator: 
     sim = emedgene_simulator
     name = _case(sim)
     clock = Clock()
-    limiter_for(sim.url, 1000, clock=clock)
+    PROCESS.rate_limits.for_tenant(sim.url, 1000, clock=clock)
     throttled = EmedgeneClient(_sim_config(sim, requests_per_second=50, max_retries=0, retry_max_wait=2))
     throttled.sleep = clock.sleep
     throttled.get_case_status(name)
@@ -381,7 +383,7 @@ def test_the_throttled_call_itself_waits_once_not_twice(emedgene_simulator: Emed
     sim = emedgene_simulator
     name = _case(sim)
     clock = Clock()
-    limiter_for(sim.url, 1000, clock=clock)
+    PROCESS.rate_limits.for_tenant(sim.url, 1000, clock=clock)
     client = EmedgeneClient(_sim_config(sim, requests_per_second=50))
     client.sleep = clock.sleep
     client.get_case_status(name)

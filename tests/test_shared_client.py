@@ -21,13 +21,14 @@ from airflow_fixtures import connect, status_gets, valid_case
 
 from emedgene_provider.client import aio
 from emedgene_provider.client.aio import AsyncEmedgeneClient, shared_client, shared_clients
-from emedgene_provider.client.auth import TOKEN_CACHE, Token, TokenCache
+from emedgene_provider.client.auth import Token, TokenCache
 from emedgene_provider.client.config import (
     DEFAULT_MAX_CONNECTIONS,
     ClientConfig,
     config_from_connection,
 )
 from emedgene_provider.client.errors import EmedgeneAuthError, EmedgeneConfigError
+from emedgene_provider.client.process import PROCESS
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.testing import EmedgeneSimulator
 from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger
@@ -161,7 +162,7 @@ async def test_200_triggers_share_one_client_one_pool_and_one_login(tls_sim, mon
     connect(monkeypatch, tls_sim, _with_extra(tls_sim, max_connections=pool))
     name = EmedgeneHook().client.create_case(valid_case())
     tls_sim.set_status(name, "In progress")
-    TOKEN_CACHE.clear()  # the triggers must log in themselves: once
+    PROCESS.tokens.clear()  # the triggers must log in themselves: once
     logins = tls_sim.counters()["logins"]
 
     waits = [asyncio.create_task(_first_event(_trigger(name))) for _ in range(200)]
@@ -286,7 +287,7 @@ async def test_expired_tokens_mean_one_login_for_every_concurrent_caller(tls_sim
     name = EmedgeneHook().client.create_case(valid_case())
     tls_sim.set_status(name, "Delivered")
     async with shared_client(_config(tls_sim)) as client:
-        TOKEN_CACHE.clear()
+        PROCESS.tokens.clear()
         before = tls_sim.counters()["logins"]
         statuses = await asyncio.gather(*(client.get_case_status(name) for _ in range(200)))
         assert statuses == ["Delivered"] * 200

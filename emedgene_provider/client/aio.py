@@ -4,8 +4,8 @@ as :mod:`emedgene_provider.client.sync`, over aiohttp.
 Only the transport differs. Which answers mean what is decided in
 :mod:`emedgene_provider.client.responses`; retries, login, the 401/403 replay and the key look-up
 are the flows of :mod:`emedgene_provider.client.flows`, driven here with awaits; tokens are shared
-with every other client of the process through :data:`~emedgene_provider.client.auth.TOKEN_CACHE`
-(one login for a triggerer's many waits).
+with every other client of the process through its
+:class:`~emedgene_provider.client.process.ProcessState` (one login for a triggerer's many waits).
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import asyncio
 import logging
 import os
 import ssl
-import threading
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,12 +23,13 @@ from typing import Any, TypeVar, cast
 import aiohttp
 
 from emedgene_provider.client import endpoints, flows
-from emedgene_provider.client.auth import TOKEN_CACHE, Token, TokenCache
+from emedgene_provider.client.auth import Token
 from emedgene_provider.client.config import ClientConfig, load_ca_bundle
 from emedgene_provider.client.endpoints import ApiCall
 from emedgene_provider.client.errors import EmedgeneError
 from emedgene_provider.client.paging import KeyLookup
-from emedgene_provider.client.ratelimit import RateLimiter, limiter_for
+from emedgene_provider.client.process import PROCESS, ProcessState
+from emedgene_provider.client.ratelimit import RateLimiter
 from emedgene_provider.client.responses import (
     field_of,
     not_built,
@@ -82,7 +81,8 @@ class AsyncEmedgeneClient:
     """Async calls to one Emedgene tenant. Use as ``async with AsyncEmedgeneClient(config) as c``.
 
     :param config: where and how to connect.
-    :param token_cache: where tokens are shared; the process-wide cache by default.
+    :param shared: what this client shares with others (tokens, rate limit); the process's
+        :data:`~emedgene_provider.client.process.PROCESS` by default.
     :param session: an aiohttp session to share (not closed here); one is made otherwise.
     """
 
@@ -90,11 +90,12 @@ class AsyncEmedgeneClient:
         self,
         config: ClientConfig,
         *,
-        token_cache: TokenCache | None = None,
+        shared: ProcessState = PROCESS,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.config = config
-        self._cache = token_cache or TOKEN_CACHE
+        self.shared = shared
+        self._cache = shared.tokens
         self._key = config.credentials.cache_key()
         self.scrub = Scrubber(config.credentials.secrets(), on_secret=config.on_secret)
         self._session = session
@@ -104,7 +105,7 @@ class AsyncEmedgeneClient:
         self._proxies: dict[str, tuple[Any, Any]] = {}  # by scheme and host: see _proxy_for()
         #: The tenant's request rate, shared by every client of the process, sync ones and other
         #: event loops included (ratelimit.py).
-        self.limiter: RateLimiter = limiter_for(config.base_url, config.requests_per_second)
+        self.limiter: RateLimiter = shared.rate_limits.for_tenant(config.base_url, config.requests_per_second)
 
     async def __aenter__(self) -> AsyncEmedgeneClient:
         return self
@@ -277,21 +278,17 @@ class AsyncEmedgeneClient:
 
 
 @dataclass
-class _Shared:
+class SharedClient:
+    """An event loop's client for one configuration and how many users hold it."""
+
     client: AsyncEmedgeneClient
     users: int = 0
 
 
-#: The shared clients of each running event loop, by configuration. Weak on the loop: a loop that
-#: is gone takes its (by then closed) clients with it.
-_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[ClientConfig, _Shared]] = (
-    weakref.WeakKeyDictionary()
-)
-_SHARED_GUARD = threading.Lock()  # each loop's dict is its own thread's; the outer map is not
-
-
 @asynccontextmanager
-async def shared_client(config: ClientConfig) -> AsyncIterator[AsyncEmedgeneClient]:
+async def shared_client(
+    config: ClientConfig, shared: ProcessState = PROCESS
+) -> AsyncIterator[AsyncEmedgeneClient]:
     """The running event loop's one client for ``config``, shared by every user inside it.
 
     A triggerer runs thousands of waits in one loop: each building its own client held a TLS
@@ -303,25 +300,21 @@ async def shared_client(config: ClientConfig) -> AsyncIterator[AsyncEmedgeneClie
     and credentials, under any number of connection ids, share one client. Clients are never
     shared across event loops (an aiohttp session belongs to one loop).
     """
-    loop = asyncio.get_running_loop()
-    with _SHARED_GUARD:
-        clients = _SHARED.setdefault(loop, {})
-    shared = clients.get(config)
-    if shared is None:  # no await between the look-up and the insert: one creator per loop
-        shared = clients[config] = _Shared(AsyncEmedgeneClient(config))
-    shared.users += 1
+    clients = shared.async_clients.current()
+    entry = clients.get(config)
+    if entry is None:  # no await between the look-up and the insert: one creator per loop
+        entry = clients[config] = SharedClient(AsyncEmedgeneClient(config, shared=shared))
+    entry.users += 1
     try:
-        yield shared.client
+        yield entry.client
     finally:
-        shared.users -= 1
-        if shared.users == 0:
-            if clients.get(config) is shared:
+        entry.users -= 1
+        if entry.users == 0:
+            if clients.get(config) is entry:
                 del clients[config]
-            await shared.client.close()
+            await entry.client.close()
 
 
-def shared_clients() -> list[AsyncEmedgeneClient]:
+def shared_clients(shared: ProcessState = PROCESS) -> list[AsyncEmedgeneClient]:
     """The running event loop's shared clients in use (for tests and diagnostics)."""
-    with _SHARED_GUARD:
-        clients = _SHARED.get(asyncio.get_running_loop(), {})
-    return [shared.client for shared in clients.values()]
+    return [entry.client for entry in shared.async_clients.current().values()]

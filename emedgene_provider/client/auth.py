@@ -353,7 +353,3 @@ def _report_failed_login(flight: asyncio.Task[Token]) -> None:
         # The client's own errors are scrubbed of secrets; of anything else, only its kind is shown.
         reason = str(error) if isinstance(error, EmedgeneError) else type(error).__name__
         log.warning("Emedgene: login failed: %s", reason)
-
-
-#: The process-wide cache every client uses unless given another.
-TOKEN_CACHE = TokenCache()

@@ -260,7 +260,3 @@ class ProcessClaims(CellClaims):
     def clear(self) -> None:
         """Forget every claim (tests)."""
         self.memory.clear()
-
-
-#: The process's claims: every client of the process shares them.
-PROCESS_CLAIMS = ProcessClaims()

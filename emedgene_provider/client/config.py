@@ -23,6 +23,7 @@ from emedgene_provider.client.auth import AuthType, Credentials, derive_token_ur
 from emedgene_provider.client.create import DEFAULT_RECONCILE_WINDOW
 from emedgene_provider.client.endpoints import case_path_segment
 from emedgene_provider.client.errors import EmedgeneConfigError
+from emedgene_provider.client.process import MAX_CA_CONTEXTS, PROCESS
 from emedgene_provider.client.ratelimit import DEFAULT_REQUESTS_PER_SECOND
 from emedgene_provider.client.retry import RetryPolicy
 from emedgene_provider.client.settings import SETTINGS
@@ -281,27 +282,25 @@ def parse_extra(extra: str | Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
-#: Loaded CA bundles by (path, mtime, size): a triggerer reading 5,000 waits' connections parsed
-#: the same PEM file 5,000 times (~0.4 ms each, most of a wait's start-up). A file that changes on
-#: disk is loaded again, so a bundle that went bad since is still reported.
-_CA_CONTEXTS: dict[tuple[str, int, int], ssl.SSLContext] = {}
-
-
 def load_ca_bundle(path: str) -> ssl.SSLContext:
     """The TLS context of the CA bundle ``verify`` names. Loaded when the connection is read, so a
     file that is not PEM certificates is a configuration error for both clients (requests and
     aiohttp would each fail their own way, aiohttp with a bare ``ssl.SSLError`` at the first call);
     the async client loads it through here too. One context per file version, shared (contexts
-    are read-only once built)."""
+    are read-only once built, kept in :attr:`ProcessState.ca_contexts`): a triggerer reading 5,000
+    waits' connections parsed the same PEM file 5,000 times (~0.4 ms each, most of a wait's
+    start-up). A file that changes on disk is loaded again, so a bundle that went bad since is
+    still reported."""
     try:
         stat = os.stat(path)
         key = (path, stat.st_mtime_ns, stat.st_size)
-        context = _CA_CONTEXTS.get(key)
+        contexts = PROCESS.ca_contexts
+        context = contexts.get(key)
         if context is None:
             context = ssl.create_default_context(cafile=path)
-            if len(_CA_CONTEXTS) > 64:  # a few bundles per process; never grow without bound
-                _CA_CONTEXTS.clear()
-            _CA_CONTEXTS[key] = context
+            if len(contexts) >= MAX_CA_CONTEXTS:  # never grow without bound
+                contexts.clear()
+            contexts[key] = context
         return context
     except (ssl.SSLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)[:100]

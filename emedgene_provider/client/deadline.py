@@ -2,7 +2,8 @@
 
 requests has no total timeout: its ``timeout`` bounds each wait on the socket, so a server that
 sends one byte a second, in the headers or in the body, holds the call (and the Airflow worker)
-for as long as it likes. :class:`Deadline` is watched by one thread per process: when it fires
+for as long as it likes. :class:`Deadline` is watched by the process's one watchdog thread
+(:mod:`~emedgene_provider.client.watchdog`): when it fires
 it shuts the call's socket down, the blocked read returns at once, and the caller, seeing
 :attr:`Deadline.fired`, reports the deadline rather than whatever the HTTP library made of the cut.
 
@@ -31,6 +32,8 @@ import urllib3.poolmanager
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from emedgene_provider.client.process import PROCESS
 
 _CURRENT: ContextVar[Deadline | None] = ContextVar("emedgene_deadline", default=None)
 _OWNER = "_emedgene_deadline"
@@ -68,7 +71,7 @@ class Deadline:
     def __enter__(self) -> Deadline:
         self._token = _CURRENT.set(self)
         self.when = time.monotonic() + self.seconds
-        _WATCHDOG.watch(self)
+        PROCESS.watchdog.watch(self)
         return self
 
     def __exit__(
@@ -85,7 +88,7 @@ class Deadline:
 
     def finish(self) -> bool:
         """Stop watching (idempotent); True if the deadline passed before that."""
-        _WATCHDOG.forget(self)
+        PROCESS.watchdog.forget(self)
         with self._lock:
             self._done = True
             watched, self._watched = self._watched, []
@@ -119,59 +122,6 @@ class Deadline:
                 # A connection handed back to the pool and taken by another call is not ours to cut.
                 if getattr(owner, _OWNER, None) is self:
                     _cut(duplicate)
-
-
-class _Watchdog:
-    """One thread that fires every :class:`Deadline` of the process when its time comes.
-
-    A ``threading.Timer`` per call started and joined a thread per HTTP attempt (~0.4 ms, a fifth
-    of a status read on loopback). Here a call registers in a set, and the one thread sleeps
-    until the earliest registered deadline; a handful of calls are in flight at a time, so
-    finding the earliest is a short scan. Restarted in a forked child (Airflow's executors fork),
-    where the parent's thread does not exist.
-    """
-
-    def __init__(self) -> None:
-        self._pid = -1
-        self._wake = threading.Condition()
-        self._active: set[Deadline] = set()
-        self._next = float("inf")  # what the thread is sleeping until
-
-    def watch(self, deadline: Deadline) -> None:
-        if self._pid != os.getpid():
-            self._start()
-        with self._wake:
-            self._active.add(deadline)
-            if deadline.when < self._next:
-                self._wake.notify()
-
-    def forget(self, deadline: Deadline) -> None:
-        with self._wake:
-            self._active.discard(deadline)  # the thread may wake early for it: harmless
-
-    def _start(self) -> None:
-        self._pid = os.getpid()
-        self._wake = threading.Condition()  # a lock held by a thread of the parent stays held here
-        self._active = set()
-        self._next = float("inf")
-        threading.Thread(target=self._run, name="emedgene-deadlines", daemon=True).start()
-
-    def _run(self) -> None:
-        wake = self._wake
-        while True:
-            with wake:
-                now = time.monotonic()
-                due = [d for d in self._active if d.when <= now]
-                self._active.difference_update(due)
-                self._next = min((d.when for d in self._active), default=float("inf"))
-                if not due:
-                    wake.wait(None if self._next == float("inf") else self._next - now)
-                    continue
-            for deadline in due:
-                deadline.fire()
-
-
-_WATCHDOG = _Watchdog()
 
 
 def _watch(connection: object, sock: Any) -> None:

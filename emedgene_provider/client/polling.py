@@ -37,13 +37,13 @@ import random
 from collections.abc import Iterable, Sequence
 
 from emedgene_provider.client import status as lifecycle
+from emedgene_provider.client.process import PROCESS
 
 #: The default jitter: each wait is drawn within +-10 % of its nominal length.
 DEFAULT_JITTER = 0.1
 #: The default cap's multiple of ``poll_interval`` (three doublings) and its ceiling in seconds.
 DEFAULT_CAP_FACTOR = 8.0
 DEFAULT_CAP_SECONDS = 3600.0
-_SHARED_RNG = random.Random()  # noqa: S311 - spreading polls, not cryptography
 
 
 def default_max_poll_interval(poll_interval: float) -> float:
@@ -121,7 +121,7 @@ class PollSchedule:
         self.jitter = spread
         # One generator for the process by default: a triggerer holds thousands of schedules, and a
         # Mersenne Twister each would cost ~5 KB apiece.
-        self._rng = rng or _SHARED_RNG
+        self._rng = rng or PROCESS.poll_rng
 
     def nominal_wait(self, status: str | None, targets: Sequence[str], custom: Iterable[str] = ()) -> float:
         """The wait before jitter: ``poll_interval * 2 ** (steps - 1)``, capped."""

@@ -19,7 +19,8 @@ to the end of the pause for *every* caller of the tenant, so one throttled reque
 and after the pause they resume at the rate, not in a burst. Requests already given an earlier
 slot (sleeping towards it) still go at that slot: at most a burst and what was queued.
 
-The limit is per process: :func:`limiter_for` keeps one limiter per tenant base URL. If two
+The limit is per process: :class:`RateLimits` (in the process's
+:class:`~emedgene_provider.client.process.ProcessState`) keeps one limiter per tenant base URL. If two
 connections to one tenant ask for different rates, the lowest wins, and keeps winning until the
 process ends (a triggerer keeps a lowered rate until it restarts). Rate 0 turns the limiter off
 for a connection: no pacing and no shared pause (each call still waits out its own ``Retry-After``
@@ -128,30 +129,40 @@ def pause_for_answer(limiter: RateLimiter, status: int, headers: Mapping[str, st
         limiter.pause(min(seconds, max_wait))
 
 
-_REGISTRY: dict[str, RateLimiter] = {}
-_REGISTRY_LOCK = threading.Lock()
+class RateLimits:
+    """The process's limiter per tenant, by base URL (held by
+    :class:`~emedgene_provider.client.process.ProcessState`).
 
-
-def limiter_for(base_url: str, rate: float, *, clock: Callable[[], float] | None = None) -> RateLimiter:
-    """The process's limiter for the tenant at ``base_url``; ``rate`` lowers it if lower.
-
-    ``clock`` is used only when this call creates the limiter (tests).
+    The lowest rate asked for a tenant wins until the process restarts (or :meth:`forget`): a
+    connection that asks for less slows every client of that tenant, and one that asks for more
+    does not speed them up.
     """
-    key = base_url.rstrip("/").lower()
-    with _REGISTRY_LOCK:
-        limiter = _REGISTRY.get(key)
-        if limiter is None:
-            limiter = RateLimiter(rate, clock=clock or time.monotonic)
-            _REGISTRY[key] = limiter
-            return limiter
-    limiter.lower_rate(rate)
-    return limiter
 
+    def __init__(self) -> None:
+        self._limiters: dict[str, RateLimiter] = {}
+        self._lock = threading.Lock()
 
-def forget(base_url: str | None = None) -> None:
-    """Drop one tenant's limiter, or all of them (tests; a process otherwise keeps them)."""
-    with _REGISTRY_LOCK:
-        if base_url is None:
-            _REGISTRY.clear()
-        else:
-            _REGISTRY.pop(base_url.rstrip("/").lower(), None)
+    def for_tenant(
+        self, base_url: str, rate: float, *, clock: Callable[[], float] | None = None
+    ) -> RateLimiter:
+        """The limiter for the tenant at ``base_url``; ``rate`` lowers it if lower.
+
+        ``clock`` is used only when this call creates the limiter (tests).
+        """
+        key = base_url.rstrip("/").lower()
+        with self._lock:
+            limiter = self._limiters.get(key)
+            if limiter is None:
+                limiter = RateLimiter(rate, clock=clock or time.monotonic)
+                self._limiters[key] = limiter
+                return limiter
+        limiter.lower_rate(rate)
+        return limiter
+
+    def forget(self, base_url: str | None = None) -> None:
+        """Drop one tenant's limiter, or all of them (tests; a process otherwise keeps them)."""
+        with self._lock:
+            if base_url is None:
+                self._limiters.clear()
+            else:
+                self._limiters.pop(base_url.rstrip("/").lower(), None)

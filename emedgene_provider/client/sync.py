@@ -19,8 +19,8 @@ import requests
 
 from emedgene_provider.cases.extra_data import with_idempotency_key
 from emedgene_provider.client import endpoints, flows
-from emedgene_provider.client.auth import TOKEN_CACHE, Token, TokenCache
-from emedgene_provider.client.claims import PROCESS_CLAIMS, KeyClaims
+from emedgene_provider.client.auth import Token
+from emedgene_provider.client.claims import KeyClaims
 from emedgene_provider.client.config import ClientConfig
 from emedgene_provider.client.create import (
     Absent,
@@ -57,7 +57,8 @@ from emedgene_provider.client.errors import (
     EmedgeneUnexpectedResponseError,
 )
 from emedgene_provider.client.paging import CasePager, KeyLookup
-from emedgene_provider.client.ratelimit import RateLimiter, limiter_for
+from emedgene_provider.client.process import PROCESS, ProcessState
+from emedgene_provider.client.ratelimit import RateLimiter
 from emedgene_provider.client.records import OpenOutput, RecordStream
 from emedgene_provider.client.responses import (
     ambiguous_create,
@@ -108,19 +109,21 @@ class EmedgeneClient:
     """Calls the Emedgene API for one tenant and set of credentials.
 
     :param config: where and how to connect (see ``config_from_connection``).
-    :param token_cache: where tokens are shared; the process-wide cache by default.
+    :param shared: what this client shares with others (tokens, rate limit, key claims); the
+        process's :data:`~emedgene_provider.client.process.PROCESS` by default.
     """
 
-    def __init__(self, config: ClientConfig, *, token_cache: TokenCache | None = None) -> None:
+    def __init__(self, config: ClientConfig, *, shared: ProcessState = PROCESS) -> None:
         self.config = config
-        self._cache = token_cache or TOKEN_CACHE
+        self.shared = shared
+        self._cache = shared.tokens
         self._key = config.credentials.cache_key()
         self.scrub = Scrubber(config.credentials.secrets(), on_secret=config.on_secret)
         self.session: requests.Session = BoundedSession()  # never redirects; deadlines can cut it
         self.sleep: Callable[[float], None] = time.sleep  # tests replace it to skip waits
         self.clock: Callable[[], float] = time.time  # epoch seconds; tests replace it with sleep
         #: The tenant's request rate, shared by every client of the process (ratelimit.py).
-        self.limiter: RateLimiter = limiter_for(config.base_url, config.requests_per_second)
+        self.limiter: RateLimiter = shared.rate_limits.for_tenant(config.base_url, config.requests_per_second)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -433,10 +436,10 @@ class EmedgeneClient:
         this call)``.
         """
         journal = journal if journal is not None else MemoryJournal()
-        store = claims if claims is not None else PROCESS_CLAIMS
+        store = claims if claims is not None else self.shared.claims
         caller = owner or f"call:{uuid.uuid4()}"
         claim_key = f"{self.config.base_url} {key}"  # one case per key *per tenant*
-        with PROCESS_CLAIMS.lock(claim_key):  # threads with one key take turns; the second adopts
+        with self.shared.claims.lock(claim_key):  # threads with one key take turns; the second adopts
             machine = CreateOnce(
                 key,
                 CreateRecord.from_json(journal.load(), key),

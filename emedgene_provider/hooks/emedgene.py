@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import cached_property
@@ -20,6 +19,7 @@ from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
 from emedgene_provider.client.config import ClientConfig, config_from_conn
 from emedgene_provider.client.endpoints import case_path_segment
+from emedgene_provider.client.process import PROCESS
 from emedgene_provider.connection_fields import form_widgets, hook_field_behaviour
 
 if TYPE_CHECKING:  # the HTTP client (requests, tenacity) is imported when a call is made, not when a
@@ -36,18 +36,10 @@ if TYPE_CHECKING:  # the HTTP client (requests, tenacity) is imported when a cal
 #: Seconds one read of a connection serves the triggerer's other waits on it (see
 #: :meth:`EmedgeneHook.aget_config`); a changed password reaches new waits within this.
 CONNECTION_READ_SECONDS = 30.0
-_CONNECTION_READS: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Task[ClientConfig]]]
-] = weakref.WeakKeyDictionary()
 
 
 def _failed(task: asyncio.Task[Any]) -> bool:
     return task.done() and (task.cancelled() or task.exception() is not None)
-
-
-def forget_connection_reads() -> None:
-    """Drop the connection reads kept for the triggerer's waits (tests; a rotated secret)."""
-    _CONNECTION_READS.clear()
 
 
 class EmedgeneHook(BaseHook):
@@ -113,7 +105,7 @@ class EmedgeneHook(BaseHook):
         shared by the waits that awaited it, and not kept: the next wait reads again.
         """
         loop = asyncio.get_running_loop()
-        reads = _CONNECTION_READS.setdefault(loop, {})
+        reads = PROCESS.connection_reads.current()
         read = reads.get(self.emedgene_conn_id)
         now = loop.time()
         if read is None or read[0] <= now or _failed(read[1]):
