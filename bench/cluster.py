@@ -28,7 +28,7 @@ Delivered (through the simulator's admin API) ``--analysis-seconds`` after its t
 by a triggerer, once its wait has deferred and the scheduler has handled the exit of the attempt
 that deferred, so every one of the 50 waits really runs in a triggerer, polls there a few times,
 and sees the delivery at a poll. Delivering earlier races Airflow itself (see
-tests/test_e2e_triggerer.py: a trigger that fires before the scheduler has processed the
+tests/e2e/test_triggerer.py: a trigger that fires before the scheduler has processed the
 deferring attempt can fail the task under CPU load). ``--stage-seconds N`` lets time move the
 cases instead; then a wait that starts after its case was delivered never defers, so the number
 of triggers is recorded rather than held to one per case.

@@ -7,7 +7,7 @@ Airflow 3.2+ reads ``conn-fields`` and ``ui-field-behaviour`` from the provider 
 so neither form can drift from it. No Airflow import at module level: the provider info must stay
 cheap to load.
 
-What each form can show (checked against what Airflow serves, tests/test_provider_info.py):
+What each form can show (checked against what Airflow serves, tests/unit/test_provider_info.py):
 
 - A choice list: Airflow 3 renders a field whose JSON schema has ``enum`` as a clearable dropdown
   (``values_display`` gives the labels); Airflow 2.11 accepts only String/Integer/Password/Boolean

@@ -9,8 +9,9 @@ import os
 import sys
 from pathlib import Path
 
+from locations import EXAMPLE_DAGS
+
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-EXAMPLE_DAGS = Path(__file__).resolve().parent.parent / "dags_examples"
 
 
 def airflow_env(home: Path, **extra: str) -> dict[str, str]:

@@ -2,12 +2,12 @@
 
 - ``_fresh_process`` (autouse): no test sees what another shared through the process's
   :data:`~emedgene_provider.client.process.PROCESS` (tokens, rate limiters, connection reads,
-  claims...); connections without ``requests_per_second`` are unlimited (tests/test_rate_limit.py
+  claims...); connections without ``requests_per_second`` are unlimited (tests/integration/test_rate_limit.py
   puts the default back).
 - ``sim_conn``: the per-test simulator (``emedgene_simulator``, from the provider's pytest plugin,
   loaded by ``pytest_plugins`` below)
   with ``emedgene_default`` pointing at it.
-- ``fake_clock``: a :class:`~airflow_fixtures.FakeClock` for waits that must not depend on how
+- ``fake_clock``: a :class:`~emedgene_provider.testing.fakes.FakeClock` for waits that must not depend on how
   fast the machine is.
 - ``airflow_home``: one throwaway AIRFLOW_HOME with a migrated SQLite DB per session, for the venv
   running pytest; ``airflow_cli`` runs the ``airflow`` CLI on it.
@@ -20,11 +20,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from airflow_cli import AIRFLOW, airflow_env
-from airflow_fixtures import AirflowHome, FakeClock, airflow_run, connect
+from airflow_fixtures import AirflowHome, airflow_run, connect
 
 from emedgene_provider.client import config, polling
 from emedgene_provider.client.process import PROCESS
 from emedgene_provider.testing import EmedgeneSimulator
+from emedgene_provider.testing.fakes import FakeClock
 
 #: The simulator's fixtures are opt-in: installing the provider loads nothing into other
 #: projects' pytest sessions.
@@ -40,7 +41,7 @@ def _fresh_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     And a connection without ``requests_per_second`` is unlimited in these tests: many count the
     client's sleeps exactly (retries, reconcile windows) with recorders that take no time, which
     the pacing would add to, and the default 20/s would add ~0.1-0.3 s of real sleeping to every
-    simulator test making a handful of quick calls. tests/test_rate_limit.py restores the real
+    simulator test making a handful of quick calls. tests/integration/test_rate_limit.py restores the real
     default and covers the pacing; the e2e tests (real Airflow subprocesses) run with it too.
     """
     monkeypatch.setattr(config, "DEFAULT_REQUESTS_PER_SECOND", 0.0)
@@ -60,7 +61,7 @@ def sim_conn(emedgene_simulator: EmedgeneSimulator, monkeypatch: pytest.MonkeyPa
 def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """A virtual clock; ``fake_clock.install(module)`` makes ``module`` wait on it. Waits between
     polls are drawn without jitter here, so they land where the polling rule's arithmetic says
-    (tests/test_polling.py covers the jitter itself)."""
+    (tests/integration/test_polling.py covers the jitter itself)."""
     monkeypatch.setattr(polling, "DEFAULT_JITTER", 0.0)
     return FakeClock(monkeypatch)
 

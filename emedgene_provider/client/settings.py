@@ -3,7 +3,7 @@
 The rest is derived from :data:`SETTINGS`, so nothing can drift from it: the known-extras check
 and the number limits (:mod:`emedgene_provider.client.config`), both Airflow majors' connection
 forms (:mod:`emedgene_provider.connection_fields`), and the extras tables of the README and
-``docs/connection.md`` (:func:`extras_table`; ``tests/test_settings_declared_once.py`` checks the
+``docs/connection.md`` (:func:`extras_table`; ``tests/unit/client/test_settings.py`` checks the
 docs hold exactly what it renders, and ``python -m emedgene_provider.client.settings README.md
 docs/connection.md`` rewrites them).
 
