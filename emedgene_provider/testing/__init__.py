@@ -20,14 +20,16 @@ if TYPE_CHECKING:
     from emedgene_provider.testing.faults import FAULT_KINDS
     from emedgene_provider.testing.quirks import Quirks
     from emedgene_provider.testing.simulator import EmedgeneSimulator
+    from emedgene_provider.testing.webhooks import Webhooks
 
-__all__ = ["FAULT_KINDS", "EmedgeneSimulator", "Quirks", "SimulatorConfig"]
+__all__ = ["FAULT_KINDS", "EmedgeneSimulator", "Quirks", "SimulatorConfig", "Webhooks"]
 
 _HOMES = {
     "EmedgeneSimulator": "emedgene_provider.testing.simulator",
     "SimulatorConfig": "emedgene_provider.testing.config",
     "FAULT_KINDS": "emedgene_provider.testing.faults",
     "Quirks": "emedgene_provider.testing.quirks",
+    "Webhooks": "emedgene_provider.testing.webhooks",
 }
 
 

@@ -39,6 +39,7 @@ from emedgene_provider.testing.quirks import Quirks
 from emedgene_provider.testing.rules import first_refusal
 from emedgene_provider.testing.state import SimCase, SimState
 from emedgene_provider.testing.variants import candidates_for, genes_for, variants_for
+from emedgene_provider.testing.webhooks import WebhookSender
 
 ADMIN_PREFIX = "/_simulator/"
 #: Paths that do not need a bearer token.
@@ -94,10 +95,12 @@ class Simulation:
     #: Per open connection, the clock time its last answer was made (for ``stale_keepalive``).
     answered_at: weakref.WeakKeyDictionary[Any, float] = field(default_factory=weakref.WeakKeyDictionary)
     shuffler: random.Random = field(default_factory=random.Random)
+    #: Sends status hints to a receiver, when the options name one.
+    webhooks: WebhookSender | None = None
 
     @classmethod
     def from_config(cls, config: SimulatorConfig) -> Simulation:
-        return cls(
+        simulation = cls(
             config=config,
             state=SimState(
                 stage_seconds=config.stage_seconds,
@@ -113,10 +116,15 @@ class Simulation:
             quirks=config.quirks,
             shuffler=random.Random(config.seed),  # noqa: S311 - list orders, not secrets
         )
+        if config.webhooks is not None:
+            simulation.webhooks = WebhookSender(simulation.state, config.webhooks)
+        return simulation
 
     def reset(self) -> None:
         self.state.reset()
         self.faults.clear()
+        if self.webhooks is not None:
+            self.webhooks.forget()
         self.set_list(self.config.list_lag, self.config.list_lag_max, self.config.endless_list)
         self.quirks = self.config.quirks
         self.shuffler.seed(self.config.seed)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from emedgene_provider.client import status as st
 from emedgene_provider.testing.quirks import Quirks
 from emedgene_provider.testing.state import TOKEN_STYLES
+from emedgene_provider.testing.webhooks import Webhooks
 
 DEFAULT_USERNAME = "lab-user"
 DEFAULT_PASSWORD = "lab-password"  # noqa: S105 - a published test credential
@@ -40,6 +41,7 @@ class SimulatorConfig:
     :param custom_statuses: the lab's custom statuses (between Delivered and Finalized): an
         ``outcome`` among them is reached through Delivered, and they count as delivered.
     :param quirks: how the tenant lags, skews and lies (:class:`Quirks`); ``reset`` restores these.
+    :param webhooks: where to send status hints, and their faults (:class:`Webhooks`); none by default.
     """
 
     host: str = "127.0.0.1"
@@ -62,10 +64,13 @@ class SimulatorConfig:
     list_lag_max: float | None = None
     endless_list: bool = False
     quirks: Quirks = field(default_factory=Quirks)
+    webhooks: Webhooks | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.quirks, Quirks):
             raise ValueError(f"quirks must be a Quirks, not {type(self.quirks).__name__}")
+        if self.webhooks is not None and not isinstance(self.webhooks, Webhooks):
+            raise ValueError(f"webhooks must be a Webhooks, not {type(self.webhooks).__name__}")
         check_list_options(self.list_lag, self.list_lag_max)
         object.__setattr__(self, "custom_statuses", tuple(self.custom_statuses))
         for custom in self.custom_statuses:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import shutil
@@ -40,6 +41,7 @@ from emedgene_provider.testing.config import (
 from emedgene_provider.testing.faults import Fault
 from emedgene_provider.testing.quirks import Quirks
 from emedgene_provider.testing.state import TOKEN_STYLES
+from emedgene_provider.testing.webhooks import Sent, Webhooks
 
 T = TypeVar("T")
 _CALL_TIMEOUT = 30.0
@@ -110,6 +112,8 @@ class SimulatorServer:
             raise
         self._runner = runner
         self.port = int(runner.addresses[0][1])
+        if self.simulation.webhooks is not None:  # keeps sending across restarts of the listener
+            self.simulation.webhooks.start()
 
     def _count_connections(self, runner: web.AppRunner) -> None:
         """Count every accepted connection in the state (after its TLS handshake, with TLS).
@@ -141,6 +145,8 @@ class SimulatorServer:
 
     async def close(self) -> None:
         """Stop for good and remove the generated certificates."""
+        if self.simulation.webhooks is not None:
+            await self.simulation.webhooks.stop()
         await self.stop_listening()
         if self._tmpdir:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
@@ -174,6 +180,8 @@ class EmedgeneSimulator:
     :param custom_statuses: the lab's custom statuses; :meth:`connection_json` declares them in the
         connection extra ``custom_statuses``, as a lab would.
     :param quirks: how the tenant lags, skews and lies (:class:`Quirks`); :meth:`reset` restores these.
+    :param webhooks: send a status hint to a receiver at each status change (:class:`Webhooks`:
+        URL, secret, payload shape, faults); :meth:`webhooks_sent` lists them.
     """
 
     def __init__(
@@ -199,6 +207,7 @@ class EmedgeneSimulator:
         list_lag_max: float | None = None,
         endless_list: bool = False,
         quirks: Quirks | None = None,
+        webhooks: Webhooks | None = None,
     ) -> None:
         self.config = SimulatorConfig(
             host=host, port=port, username=username, password=password, api_key=api_key,
@@ -206,7 +215,7 @@ class EmedgeneSimulator:
             token_style=token_style, tls=tls, cert=cert, key=key, seed=seed, outcome=outcome,
             export_key=export_key, custom_statuses=tuple(custom_statuses),
             list_lag=list_lag, list_lag_max=list_lag_max, endless_list=endless_list,
-            quirks=Quirks() if quirks is None else quirks,
+            quirks=Quirks() if quirks is None else quirks, webhooks=webhooks,
         )  # fmt: skip
         self._server = SimulatorServer(self.config)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -428,6 +437,11 @@ class EmedgeneSimulator:
         """Clear cases, tokens, counters and faults; restore the configured list options and quirks."""
         self._call(self._server.simulation.reset)
 
+    def webhooks_sent(self) -> list[Sent]:
+        """Every status hint drawn so far, with the faults applied and the receiver's answer."""
+        sender = self._server.simulation.webhooks
+        return [] if sender is None else self._call(lambda: [dataclasses.replace(s) for s in sender.log])
+
     def __repr__(self) -> str:
         state = "running" if self._loop is not None else "stopped"
         return f"<EmedgeneSimulator {self.url if state == 'running' else ''} {state}>".replace("  ", " ")
@@ -485,21 +499,46 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help=f"a quirk, VALUE as JSON or else a string (repeatable): {', '.join(Quirks.names())}",
     )
+    parser.add_argument(
+        "--webhook",
+        action="append",
+        dest="webhooks",
+        metavar="NAME=VALUE",
+        help="a webhook option, VALUE as JSON or else a string (repeatable): url, secret, shape, "
+        "interval, delay_seconds, timeout, seed, and the faults drop, duplicate, delay, reorder, "
+        "unsigned, forged, false_status (probabilities)",
+    )
     return parser
 
 
-def parse_quirks(items: Sequence[str]) -> Quirks:
-    """``--quirk NAME=VALUE`` options as :class:`Quirks` (VALUE is JSON, or else a plain string)."""
+def _name_values(flag: str, items: Sequence[str]) -> dict[str, Any]:
+    """``--flag NAME=VALUE`` options as a dict (VALUE is JSON, or else a plain string)."""
     changes: dict[str, Any] = {}
     for item in items:
         name, sep, raw = item.partition("=")
         if not sep or not name.strip():
-            raise ValueError(f"--quirk takes NAME=VALUE, not {item!r}")
+            raise ValueError(f"{flag} takes NAME=VALUE, not {item!r}")
         try:
             changes[name.strip()] = json.loads(raw)
         except ValueError:
             changes[name.strip()] = raw
-    return Quirks.from_json(changes)
+    return changes
+
+
+def parse_quirks(items: Sequence[str]) -> Quirks:
+    """``--quirk NAME=VALUE`` options as :class:`Quirks` (VALUE is JSON, or else a plain string)."""
+    return Quirks.from_json(_name_values("--quirk", items))
+
+
+def parse_webhooks(items: Sequence[str]) -> Webhooks | None:
+    """``--webhook NAME=VALUE`` options as :class:`Webhooks`; None when there are none."""
+    if not items:
+        return None
+    options = _name_values("--webhook", items)
+    for text in ("url", "secret", "shape"):  # a numeric-looking secret stays a string
+        if text in options:
+            options[text] = str(options[text])
+    return Webhooks.from_json(options)
 
 
 async def serve(config: SimulatorConfig) -> None:
@@ -530,6 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "custom_statuses" in options:
             options["custom_statuses"] = tuple(options["custom_statuses"])
         options["quirks"] = parse_quirks(options.get("quirks", ()))
+        options["webhooks"] = parse_webhooks(options.get("webhooks", ()))
         config = SimulatorConfig(**options)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -538,7 +578,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["EmedgeneSimulator", "SimulatorServer", "main", "parse_quirks", "serve"]
+__all__ = ["EmedgeneSimulator", "SimulatorServer", "main", "parse_quirks", "parse_webhooks", "serve"]
 
 if __name__ == "__main__":
     sys.exit(main())
