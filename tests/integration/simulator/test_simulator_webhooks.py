@@ -239,3 +239,34 @@ def test_cli_options_and_their_errors() -> None:
 def test_the_cli_refuses_a_bad_webhook_option_by_name(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--webhook", "url=http://127.0.0.1:1/x", "--webhook", "reorder=yes"]) == 2
     assert "webhook fault reorder must be a probability from 0 to 1, not 'yes'" in capsys.readouterr().err
+
+
+# -- the provider's checks (client/webhooks.py) on the simulator's hints ------------------------------
+
+
+@pytest.mark.parametrize("shape", ["flat", "nested", "list"])
+def test_the_provider_finds_the_case_in_every_shape_and_trusts_only_signed_hints(
+    receiver: Receiver, shape: str
+) -> None:
+    from emedgene_provider.client.webhooks import case_names_in, signature_matches
+
+    seed = 7
+    with _sim(receiver, shape=shape, unsigned=0.3, forged=0.3, seed=seed) as sim:
+        name = _run_case(sim, receiver, len(STATUSES))
+        sent = sim.webhooks_sent()
+    assert len(receiver.hints) == len(sent) == len(STATUSES)
+    # by status (each status comes once): hints may arrive in another order than drawn
+    trusted = {
+        _status(shape, hint.body): signature_matches(SECRET, hint.body, hint.signature)
+        for hint in receiver.hints
+    }
+    genuine = {s.status: not ({"unsigned", "forged"} & set(s.faults)) for s in sent}
+    assert trusted == genuine
+    assert any(trusted.values()) and not all(trusted.values())  # the seed gives both kinds
+    assert all(case_names_in(json.loads(hint.body)) == [name] for hint in receiver.hints)
+
+
+def _status(shape: str, body: bytes) -> str:
+    data = json.loads(body)
+    return {"flat": lambda: data["status"], "nested": lambda: data["data"]["case"]["status"],
+            "list": lambda: data["events"][0]["status"]}[shape]()  # fmt: skip
