@@ -63,6 +63,8 @@ def check_contents(dist: Path) -> None:
             fail(f"{wheel.name} holds {banned}: {[n for n in names if banned in n][:3]}")
     if f"provider_info = {MODULE}:get_provider_info" not in entry_points:
         fail(f"{wheel.name} lacks the apache_airflow_provider entry point:\n{entry_points}")
+    if f"emedgene = {MODULE}.plugins.emedgene:EmedgenePlugin" not in entry_points:
+        fail(f"{wheel.name} lacks the airflow.plugins entry point (the webhook receiver):\n{entry_points}")
     if "Provides-Extra: simulator" not in metadata:
         fail(f"{wheel.name} lacks the simulator extra")
     with tarfile.open(sdist) as tf:

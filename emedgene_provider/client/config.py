@@ -82,6 +82,10 @@ class ClientConfig:
     #: Requests per second to this tenant from the whole process (the extra ``requests_per_second``;
     #: 0: no limit; see :mod:`emedgene_provider.client.ratelimit`).
     requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND
+    #: Whether the connection has a ``webhook_secret``: deferred waits then sleep until a webhook
+    #: hint or ``webhook_poll_interval`` (the secret itself stays with the receiver).
+    webhooks: bool = False
+    webhook_poll_interval: float = SETTINGS["webhook_poll_interval"].number_default
     on_secret: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -322,13 +326,15 @@ def config_from_connection(
 ) -> ClientConfig:
     """Build a :class:`ClientConfig` from an Airflow connection's fields; raise on what can't work.
 
-    ``on_secret`` receives the password and API key before anything else can fail, so that even
-    an error raised here cannot carry them unmasked into a log.
+    ``on_secret`` receives the password and every secret extra (the API key, the webhook secret)
+    before anything else can fail, so that even an error raised here cannot carry them unmasked
+    into a log.
     """
     extras = parse_extra(extra)
     api_key = extras.get("api_key") or None
     if on_secret:
-        for secret in (password, api_key):
+        secret_extras = [extras.get(name) for name, setting in SETTINGS.items() if setting.secret]
+        for secret in (password, *secret_extras):
             if secret:
                 on_secret(str(secret))
     unknown = sorted(set(extras) - set(KNOWN_EXTRAS))
@@ -417,6 +423,8 @@ def config_from_connection(
         reconcile_window=numbers["reconcile_window"],
         max_connections=int(numbers["max_connections"]),
         requests_per_second=numbers["requests_per_second"],
+        webhooks=bool(extras.get("webhook_secret")),
+        webhook_poll_interval=numbers["webhook_poll_interval"],
         on_secret=on_secret,
     )
 

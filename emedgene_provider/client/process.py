@@ -19,6 +19,8 @@ across them is what keeps it cheap and polite (each share below was measured, se
 - ``poll_rng``: the one generator the poll schedules draw their jitter from (a Mersenne Twister per
   wait would cost ~5 KB apiece in a triggerer).
 - ``watchdog``: the one thread that cuts the sockets of calls past their overall deadline.
+- ``hint_watchers``: per event loop, one reader of each connection's webhook hint board for
+  every wait on it (:class:`~emedgene_provider.hints.BoardWatcher`).
 
 :meth:`ProcessState.reset` forgets every cache (tests, a rotated secret); the watchdog holds only
 the deadlines of calls in flight and is left running. Stdlib and light modules only: a DAG file's
@@ -89,15 +91,18 @@ class ProcessState:
     claims: ProcessClaims = field(default_factory=ProcessClaims)
     poll_rng: random.Random = field(default_factory=random.Random)  # spreading polls, not cryptography
     watchdog: Watchdog = field(default_factory=Watchdog)
+    hint_watchers: PerLoop[dict[str, Any]] = field(default_factory=lambda: PerLoop(dict))
 
     def reset(self) -> None:
-        """Forget every token, limiter, shared client, connection read, CA context and claim."""
+        """Forget every token, limiter, shared client, connection read, CA context, claim and hint
+        watcher."""
         self.tokens.clear()
         self.rate_limits.forget()
         self.async_clients.clear()
         self.connection_reads.clear()
         self.ca_contexts.clear()
         self.claims.clear()
+        self.hint_watchers.clear()
 
 
 #: A few CA bundles per process; past this many the contexts are dropped and loaded again.

@@ -325,6 +325,29 @@ _SETTINGS: tuple[Setting, ...] = (
         "If two connections to one tenant ask for different rates, the lowest wins in that process "
         "until it restarts. See [Running many waits](#running-many-waits--a-whole-cluster).",
     ),
+    Setting(
+        "webhook_secret",
+        "string",
+        "Webhook secret",
+        "The key Emedgene signs its status webhooks with (Airflow 3): "
+        "`X-Emedgene-Signature: sha256=<HMAC-SHA256 of the body>`. Without it the receiver refuses "
+        "every webhook for this connection.",
+        secret=True,
+        details="Sensitive: masked everywhere. The receiver is `POST /emedgene/webhooks/<conn_id>` on "
+        "the api-server; see [Status webhooks](#status-webhooks-airflow-3).",
+    ),
+    Setting(
+        "webhook_poll_interval",
+        "number",
+        "Poll interval with webhooks (s)",
+        "With a `webhook_secret` (Airflow 3), the longest a deferred wait goes without reading the "
+        "tenant: webhooks wake it within seconds, and this slow poll ends it when one is lost.",
+        default=900.0,
+        minimum=1.0,
+        maximum=_DAY,
+        unit="s",
+        details="A wait never polls more often than it would without webhooks.",
+    ),
 )
 
 #: Every extra this provider reads, by name, in the order the form and the docs show them.

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_0_PLUS
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from emedgene_provider.client import status as lifecycle
@@ -90,6 +91,7 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
         self.not_found_until = None if not_found_until is None else float(not_found_until)
         # Refuses a bad interval here, when the task defers, not at the first sleep in the triggerer.
         self._schedule = PollSchedule(self.poll_interval, self.max_poll_interval)
+        self._last_hint = float("-inf")  # the newest webhook hint that woke this wait
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -134,6 +136,7 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
             notice = lifecycle.UnrecognisedStatusNotice()  # warns once per run, not at every poll
             reported: str | None = None  # the status last logged at INFO
             while True:
+                read_at = time.time()
                 try:
                     case_status = await client.get_case_status(self.case_name)
                 except EmedgeneUnavailableError as exc:
@@ -177,7 +180,31 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
                         case_status,
                     )
                 wait = self._schedule.next_wait(case_status, self.target_statuses, custom)
-                await asyncio.sleep(min(wait, remaining))
+                if client.config.webhooks and AIRFLOW_V_3_0_PLUS:
+                    await self._until_hint(
+                        read_at, min(max(wait, client.config.webhook_poll_interval), remaining)
+                    )
+                else:
+                    await asyncio.sleep(min(wait, remaining))
+
+    async def _until_hint(self, read_at: float, seconds: float) -> None:
+        """Sleep ``seconds``, or less if a webhook hints at this case after ``read_at`` (the
+        connection has a ``webhook_secret``): the next poll then reads the tenant, which alone
+        says what the status is."""
+        from emedgene_provider.client.process import PROCESS
+        from emedgene_provider.hints import CLOCK_ALLOWANCE, BoardWatcher
+
+        watchers = PROCESS.hint_watchers.current()
+        watcher = watchers.get(self.emedgene_conn_id)
+        if watcher is None:
+            watcher = watchers[self.emedgene_conn_id] = BoardWatcher(self.emedgene_conn_id)
+        # A hint a little older than the read still counts (the api-server's clock may differ);
+        # one that already woke this wait does not again, however far in the future it is dated.
+        since = max(read_at - CLOCK_ALLOWANCE, self._last_hint)
+        hinted = await watcher.wait(self.case_name, since, seconds)
+        if hinted is not None:
+            self._last_hint = hinted
+            self.log.info("Emedgene case %s: a webhook hints at a change; reading it now", self.case_name)
 
 
 class EmedgeneCreateReconcileTrigger(BaseTrigger):

@@ -29,6 +29,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import airflow
 import pytest
@@ -117,7 +118,13 @@ class Components:
 
 
 @pytest.fixture
-def airflow_components(tmp_path: Path) -> Iterator[tuple[Components, EmedgeneSimulator, Path]]:
+def airflow_components(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Components, EmedgeneSimulator, Path]]:
+    """Airflow's processes on a fresh home; ``request.param`` (indirect), if any, holds extras for
+    the connection and ``poll_interval`` for the example's wait."""
+    options = dict(getattr(request, "param", {}))
+    poll_interval = str(options.pop("poll_interval", 1))
     home = tmp_path / "airflow_home"
     home.mkdir()
     data = tmp_path / "data"
@@ -140,9 +147,10 @@ def airflow_components(tmp_path: Path) -> Iterator[tuple[Components, EmedgeneSim
             AIRFLOW__API__PORT=str(port),
             AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
             AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_hex(16),
-            AIRFLOW_CONN_EMEDGENE_DEFAULT=json.dumps(sim.connection_json()),
+            AIRFLOW_CONN_EMEDGENE_DEFAULT=json.dumps(_with_extra(sim.connection_json(), options)),
             EMEDGENE_DATA_DIR=str(data),
-            EMEDGENE_POLL_INTERVAL="1",
+            EMEDGENE_POLL_INTERVAL=poll_interval,
+            EMEDGENE_API_PORT=str(port),
         )
         components = Components(home, env)
         try:
@@ -157,11 +165,11 @@ def airflow_components(tmp_path: Path) -> Iterator[tuple[Components, EmedgeneSim
             components.stop()
 
 
-@pytest.mark.e2e
-def test_pipeline_wait_is_deferred_to_a_separate_triggerer(airflow_components) -> None:
-    components, sim, data = airflow_components
-    db = components.home / "airflow.db"
+def _with_extra(conn: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    return {**conn, "extra": {**conn["extra"], **extra}}
 
+
+def _run_pipeline_to_its_deferred_wait(components: Components, db: Path) -> None:
     components.wait_for(
         "the DAG was parsed",
         lambda: bool(_query(db, "SELECT 1 FROM serialized_dag WHERE dag_id = ?", DAG_ID)),
@@ -170,16 +178,38 @@ def test_pipeline_wait_is_deferred_to_a_separate_triggerer(airflow_components) -
     components.cli("dags", "unpause", DAG_ID)  # only this DAG: the batch example stays paused
     components.cli("dags", "trigger", DAG_ID)
 
-    trigger_rows: set[tuple[object, ...]] = set()
 
-    def sensor_states() -> set[str]:
-        rows = _query(
+def _sensor_states(db: Path) -> set[str]:
+    rows = _query(
+        db, "SELECT state FROM task_instance WHERE dag_id = ? AND task_id = ?", DAG_ID, "wait_for_delivery"
+    )
+    return {str(row[0]) for row in rows}
+
+
+def _created_case(db: Path) -> str:
+    (value,) = [
+        row[0]
+        for row in _query(
             db,
-            "SELECT state FROM task_instance WHERE dag_id = ? AND task_id = ?",
+            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = 'create_case' AND key = 'return_value'",
             DAG_ID,
-            "wait_for_delivery",
         )
-        return {str(row[0]) for row in rows}
+    ]
+    return str(json.loads(value) if isinstance(value, (str, bytes)) else value)
+
+
+def _run_state(db: Path) -> str | None:
+    states = _query(db, "SELECT state FROM dag_run WHERE dag_id = ?", DAG_ID)
+    return str(states[0][0]) if states else None
+
+
+@pytest.mark.e2e
+def test_pipeline_wait_is_deferred_to_a_separate_triggerer(airflow_components) -> None:
+    components, sim, data = airflow_components
+    db = components.home / "airflow.db"
+    _run_pipeline_to_its_deferred_wait(components, db)
+    trigger_rows: set[tuple[object, ...]] = set()
+    sensor_states = lambda: _sensor_states(db)  # noqa: E731
 
     def deferred_and_settled() -> bool:
         claimed = _query(db, "SELECT classpath, triggerer_id FROM trigger WHERE triggerer_id IS NOT NULL")
@@ -193,21 +223,11 @@ def test_pipeline_wait_is_deferred_to_a_separate_triggerer(airflow_components) -
     components.wait_for(
         "the wait deferred, claimed by the triggerer, its attempt settled", deferred_and_settled
     )
-    (value,) = [
-        row[0]
-        for row in _query(
-            db,
-            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = 'create_case' AND key = 'return_value'",
-            DAG_ID,
-        )
-    ]
-    name = json.loads(value) if isinstance(value, (str, bytes)) else value
+    name = _created_case(db)
     assert sim.counters()["requests"].get("GET /api/test/{name}", 0) >= 1  # the wait has polled
     sim.set_status(name, "Delivered")
 
-    def run_state() -> str | None:
-        states = _query(db, "SELECT state FROM dag_run WHERE dag_id = ?", DAG_ID)
-        return str(states[0][0]) if states else None
+    run_state = lambda: _run_state(db)  # noqa: E731
 
     components.wait_for("the run ended", lambda: run_state() in ("success", "failed"))
     assert run_state() == "success", (
@@ -225,3 +245,73 @@ def test_pipeline_wait_is_deferred_to_a_separate_triggerer(airflow_components) -
     secrets_ = [sim.password, *sim.issued_tokens()]
     leaks = [f"{p.name}" for p in logs for s in secrets_ if s.encode() in p.read_bytes()]
     assert leaks == []
+
+
+WEBHOOK_SECRET = "whsec-e2e-" + secrets.token_hex(8)
+TRIGGERS = "SELECT 1 FROM trigger WHERE triggerer_id IS NOT NULL"
+HINTS_VARIABLE = "emedgene_hints.emedgene_default"
+
+
+def _post_hint(port: int, body: bytes, signature: str | None) -> int:
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": "application/json"}
+    if signature is not None:
+        headers["X-Emedgene-Signature"] = signature
+    url = f"http://127.0.0.1:{port}/emedgene/webhooks/emedgene_default"
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as refused:
+        return int(refused.code)
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not AIRFLOW_3, reason="the webhook receiver runs on Airflow 3's api-server")
+@pytest.mark.parametrize(
+    "airflow_components",
+    [{"webhook_secret": WEBHOOK_SECRET, "webhook_poll_interval": 600, "poll_interval": 600}],
+    indirect=True,
+)
+def test_a_signed_webhook_ends_a_wait_that_polls_every_ten_minutes(airflow_components) -> None:
+    """api-server, dag-processor, scheduler and triggerer as separate processes: forged and
+    unsigned hints change nothing; a signed one, sent to the api-server, wakes the wait in the
+    triggerer, which reads the tenant once and ends the run."""
+    from emedgene_provider.client.webhooks import signature_of
+
+    components, sim, _ = airflow_components
+    db = components.home / "airflow.db"
+    port = int(components.env["EMEDGENE_API_PORT"])
+    _run_pipeline_to_its_deferred_wait(components, db)
+
+    def reads() -> int:
+        return int(sim.counters()["requests"].get("GET /api/test/{name}", 0))
+
+    components.wait_for(
+        "the deferred wait has read the case",
+        lambda: _sensor_states(db) == {"deferred"} and reads() >= 1 and bool(_query(db, TRIGGERS)),
+    )
+    time.sleep(3)  # its first read done, the wait now sleeps ten minutes
+    name = _created_case(db)
+    before = reads()
+    sim.set_status(name, "Delivered")
+    body = json.dumps({"event": "case.status_changed", "case_name": name, "status": "Delivered"}).encode()
+    assert _post_hint(port, body, None) == 401
+    assert _post_hint(port, body, signature_of("not-the-secret", body)) == 401
+    time.sleep(12)  # two board rounds of the triggerer: nothing may have woken
+    assert (reads(), _sensor_states(db)) == (before, {"deferred"})
+
+    sent = time.monotonic()
+    assert _post_hint(port, body, signature_of(WEBHOOK_SECRET, body)) == 202
+    # The wait's next poll is at least 540 s (600 s less jitter) after its first read: a wait that
+    # ends within the 300 s below was ended by the hint, however slow the machine.
+    components.wait_for("the wait ended", lambda: _sensor_states(db) != {"deferred"}, limit=300)
+    print(f"\nsigned hint to the wait's end: {time.monotonic() - sent:.1f} s")  # for the notes
+    components.wait_for("the run ended", lambda: _run_state(db) in ("success", "failed"))
+    assert _run_state(db) == "success"
+    (board,) = [row[0] for row in _query(db, "SELECT val FROM variable WHERE key = ?", HINTS_VARIABLE)]
+    assert name not in str(board)  # only a hash of the case reaches the metadata DB
+    logs = [p for p in components.home.rglob("*") if p.is_file() and p.suffix in (".log", ".out", ".json")]
+    assert [p.name for p in logs if WEBHOOK_SECRET.encode() in p.read_bytes()] == []

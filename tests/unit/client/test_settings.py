@@ -43,6 +43,7 @@ def _blank_means(config: ClientConfig) -> dict[str, object]:
         "reconcile_window": config.reconcile_window,
         "max_connections": config.max_connections,
         "requests_per_second": config.requests_per_second,
+        "webhook_poll_interval": config.webhook_poll_interval,
     }
 
 

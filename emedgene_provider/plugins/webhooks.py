@@ -1,0 +1,130 @@
+"""The status webhook receiver, served by the Airflow 3 api-server: ``POST /emedgene/webhooks/{conn_id}``.
+
+Airflow gives a plugin's app no authentication of its own, so the signature is the only door:
+the body must carry ``X-Emedgene-Signature: sha256=<HMAC-SHA256 of the raw body>`` keyed with the
+connection's ``webhook_secret`` extra. A missing or wrong signature, an unknown connection, a
+connection of another type or one without a secret are all answered ``401`` with the same body,
+and nothing is done. A body over 64 KiB: ``413``, unread past the limit. More than
+:data:`FLOOD_RATE` a second on one connection id: ``429``. What passes is a hint, never a truth:
+the case names found in it go on the hint board (:mod:`emedgene_provider.hints`) after the
+``202`` is sent, and every wait on those cases reads the tenant itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from fastapi import BackgroundTasks, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from emedgene_provider.client.ratelimit import RateLimiter
+from emedgene_provider.client.webhooks import (
+    MAX_BODY_BYTES,
+    SIGNATURE_HEADER,
+    case_names_in,
+    signature_matches,
+)
+from emedgene_provider.hints import record_hints
+
+log = logging.getLogger(__name__)
+
+#: Webhooks a second one connection id may send before ``429`` (a burst of twice that first).
+FLOOD_RATE = 20.0
+#: Connection ids whose flood limiters are kept; past this many they start again.
+MAX_LIMITERS = 1000
+
+_REFUSED = {"detail": "unauthorized"}
+
+
+class _Floodgates:
+    """One request schedule per connection id, so a flood on one does not silence another."""
+
+    def __init__(self) -> None:
+        self._limiters: dict[str, RateLimiter] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, conn_id: str) -> bool:
+        with self._lock:
+            if len(self._limiters) >= MAX_LIMITERS and conn_id not in self._limiters:
+                self._limiters.clear()
+            limiter = self._limiters.setdefault(conn_id, RateLimiter(FLOOD_RATE, burst=2 * FLOOD_RATE))
+        if limiter.delay() > 0:
+            return False
+        limiter.reserve()
+        return True
+
+
+def _secret_of(conn_id: str) -> str | None:
+    """The connection's webhook secret (masked from here on), or None for any reason at all."""
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.models.connection import Connection
+    from airflow.sdk.log import mask_secret
+
+    try:
+        conn = Connection.get_connection_from_secrets(conn_id)
+    except AirflowNotFoundException:
+        return None
+    if conn.conn_type != "emedgene":
+        return None
+    try:
+        extra = json.loads(conn.extra or "{}")
+    except ValueError:
+        return None
+    secret = extra.get("webhook_secret") if isinstance(extra, dict) else None
+    if not isinstance(secret, str) or not secret:
+        return None
+    mask_secret(secret)
+    return secret
+
+
+async def _body(request: Request) -> bytes | None:
+    """The raw body, or None once it passes :data:`MAX_BODY_BYTES` (read no further)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(secret_of: Any = _secret_of, record: Any = record_hints, clock: Any = time.time) -> FastAPI:
+    """The receiver app; the look-ups are parameters so tests can run it without a metadata DB."""
+    app = FastAPI(title="Emedgene webhooks", docs_url=None, redoc_url=None, openapi_url=None)
+    gates = _Floodgates()
+
+    @app.post("/webhooks/{conn_id}", status_code=202)
+    async def receive(conn_id: str, request: Request, background: BackgroundTasks) -> JSONResponse:
+        if not gates.admit(conn_id):
+            return JSONResponse({"detail": "too many webhooks"}, status_code=429)
+        body = await _body(request)
+        if body is None:
+            return JSONResponse({"detail": f"body over {MAX_BODY_BYTES} bytes"}, status_code=413)
+        secret = await run_in_threadpool(secret_of, conn_id)
+        if secret is None or not signature_matches(secret, body, request.headers.get(SIGNATURE_HEADER)):
+            return JSONResponse(_REFUSED, status_code=401)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return JSONResponse({"detail": "the body is not JSON"}, status_code=400)
+        names = case_names_in(payload)
+        if names:
+            background.add_task(_record, record, conn_id, names, clock())
+        return JSONResponse({"cases": len(names)}, status_code=202)
+
+    return app
+
+
+def _record(record: Any, conn_id: str, names: list[str], now: float) -> None:
+    try:
+        record(conn_id, names, now)
+    except Exception:  # the sender has its 202; the waits' slow poll still ends them
+        log.exception("Emedgene webhook on %s: could not record hints for %d case(s)", conn_id, len(names))
