@@ -1,7 +1,8 @@
 # Two set-up commands, each installing what it needs into local venvs under .venv/:
 #   make demo  - the example run end to end against the bundled Emedgene simulator
 #   make test  - lint, type check and the whole suite on Airflow 3.x and on Airflow 2.11
-#   make bench - the benchmarks of issue 8, then the cluster benchmark on PostgreSQL (not in test)
+#   make bench - the benchmarks of issue 8, webhooks against polling (Airflow 3), then the cluster
+#                benchmark on PostgreSQL (not in test)
 #   make dist  - build the sdist and wheel into dist/, check them, install the wheel in a fresh venv
 PYTHON ?= python3
 VENV ?= .venv
@@ -88,6 +89,7 @@ CLUSTER_BENCH = BENCH_HOME=$(BENCH_HOME) bench/pg.sh run \
 bench: $(AF3)/.bench-installed postgres
 	@status=0; \
 	$(AF3)/bin/python bench/run_all.py || status=1; \
+	$(AF3)/bin/python bench/webhook_economy.py || status=1; \
 	$(CLUSTER_BENCH) || status=1; \
 	exit $$status
 

@@ -130,7 +130,11 @@ class PollSchedule:
 
     def next_wait(self, status: str | None, targets: Sequence[str], custom: Iterable[str] = ()) -> float:
         """Seconds to sleep after a poll that saw ``status`` (None: no answer) before the next one."""
-        wait = self.nominal_wait(status, targets, custom)
+        return self.spread(self.nominal_wait(status, targets, custom))
+
+    def spread(self, seconds: float) -> float:
+        """``seconds`` times a random factor in ``[1 - jitter, 1 + jitter]``: waits started together
+        (a batch, a triggerer restart) drift apart instead of polling in lockstep."""
         if self.jitter:
-            wait *= self._rng.uniform(1 - self.jitter, 1 + self.jitter)
-        return wait
+            seconds *= self._rng.uniform(1 - self.jitter, 1 + self.jitter)
+        return seconds

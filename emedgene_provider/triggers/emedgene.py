@@ -180,10 +180,9 @@ class EmedgeneCaseStatusTrigger(BaseTrigger):
                         case_status,
                     )
                 wait = self._schedule.next_wait(case_status, self.target_statuses, custom)
-                if client.config.webhooks and AIRFLOW_V_3_0_PLUS:
-                    await self._until_hint(
-                        read_at, min(max(wait, client.config.webhook_poll_interval), remaining)
-                    )
+                if client.config.webhooks and AIRFLOW_V_3_0_PLUS:  # a slow poll, and the hints
+                    slow = max(wait, self._schedule.spread(client.config.webhook_poll_interval))
+                    await self._until_hint(read_at, min(slow, remaining))
                 else:
                     await asyncio.sleep(min(wait, remaining))
 
