@@ -5,7 +5,7 @@ the body must carry ``X-Emedgene-Signature: sha256=<HMAC-SHA256 of the raw body>
 connection's ``webhook_secret`` extra. A missing or wrong signature, an unknown connection, a
 connection of another type or one without a secret are all answered ``401`` with the same body,
 and nothing is done. A body over 64 KiB: ``413``, unread past the limit. More than
-:data:`FLOOD_RATE` a second on one connection id: ``429``. What passes is a hint, never a truth:
+:data:`FLOOD_RATE` a second on one connection id, or :data:`TOTAL_RATE` on all: ``429``. What passes is a hint, never a truth:
 the case names found in it go on the hint board (:mod:`emedgene_provider.hints`) after the
 ``202`` is sent, and every wait on those cases reads the tenant itself.
 """
@@ -35,17 +35,23 @@ log = logging.getLogger(__name__)
 
 #: Webhooks a second one connection id may send before ``429`` (a burst of twice that first).
 FLOOD_RATE = 20.0
-#: Connection ids whose flood limiters are kept; past this many they start again.
+#: Webhooks a second on all connection ids together before ``429``.
+TOTAL_RATE = 200.0
+#: Connection ids whose flood limiters are kept; past this many they start again (the total
+#: rate bounds how fast that can happen: 1,000 ids take 5 s).
 MAX_LIMITERS = 1000
 
 _REFUSED = {"detail": "unauthorized"}
 
 
 class _Floodgates:
-    """One request schedule per connection id, so a flood on one does not silence another."""
+    """One request schedule per connection id, so a flood on one does not silence another, and
+    one for them all (:data:`TOTAL_RATE`): a flood spread over made-up connection ids can neither
+    hammer the connection look-ups nor, by filling the table, reset a real connection's gate."""
 
     def __init__(self) -> None:
         self._limiters: dict[str, RateLimiter] = {}
+        self._total = RateLimiter(TOTAL_RATE, burst=2 * TOTAL_RATE)
         self._lock = threading.Lock()
 
     def admit(self, conn_id: str) -> bool:
@@ -53,8 +59,9 @@ class _Floodgates:
             if len(self._limiters) >= MAX_LIMITERS and conn_id not in self._limiters:
                 self._limiters.clear()
             limiter = self._limiters.setdefault(conn_id, RateLimiter(FLOOD_RATE, burst=2 * FLOOD_RATE))
-        if limiter.delay() > 0:
+        if self._total.delay() > 0 or limiter.delay() > 0:
             return False
+        self._total.reserve()
         limiter.reserve()
         return True
 

@@ -157,3 +157,18 @@ def test_a_failing_board_write_is_logged_and_the_sender_still_gets_its_202(
     answer = _post(TestClient(create_app(record=broken)))
     assert answer.status_code == 202
     assert "could not record hints for 1 case(s)" in caplog.text and "database is locked" in caplog.text
+
+
+def test_a_flood_spread_over_made_up_connection_ids_meets_the_total_gate(
+    monkeypatch: pytest.MonkeyPatch, recorded: list
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from emedgene_provider.plugins import webhooks
+
+    monkeypatch.setattr(webhooks, "TOTAL_RATE", 2.0)  # so the test outruns it on any machine
+    client = TestClient(webhooks.create_app(record=lambda *args: recorded.append(args)))
+    codes = [_post(client, f"made_up_{i}").status_code for i in range(40)]
+    assert codes[:4] == [401] * 4  # the total burst (twice the rate) goes through, unknown ids
+    assert codes.count(429) >= 30  # then the total gate holds, whatever the id
+    assert recorded == []
