@@ -5,9 +5,10 @@ the body must carry ``X-Emedgene-Signature: sha256=<HMAC-SHA256 of the raw body>
 connection's ``webhook_secret`` extra. A missing or wrong signature, an unknown connection, a
 connection of another type or one without a secret are all answered ``401`` with the same body,
 and nothing is done. A body over 64 KiB: ``413``, unread past the limit. More than
-:data:`FLOOD_RATE` a second on one connection id, or :data:`TOTAL_RATE` on all: ``429``. What passes is a hint, never a truth:
-the case names found in it go on the hint board (:mod:`emedgene_provider.hints`) after the
-``202`` is sent, and every wait on those cases reads the tenant itself.
+:data:`FLOOD_RATE` a second on one connection id, or :data:`TOTAL_RATE` on all: ``429``. What
+passes is a hint, never a truth: the case names found in it go on the hint board
+(:mod:`emedgene_provider.hints`) after the ``202`` is sent, and every wait on those cases reads
+the tenant itself.
 """
 
 from __future__ import annotations
