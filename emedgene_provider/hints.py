@@ -128,8 +128,9 @@ class BoardWatcher:
             entries = self._listeners.get(key, [])
             if entry in entries:
                 entries.remove(entry)
-            if not entries:
+            if not entries:  # nobody waits on the case here any more: forget it
                 self._listeners.pop(key, None)
+                self._hinted.pop(key, None)
 
     async def _watch(self) -> None:
         while self._listeners:
