@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -28,6 +29,14 @@ from emedgene_provider.testing.fakes import FakeTI
 
 __all__ = ["EXAMPLE_DAGS", "FakeTI"]  # re-exported: the tests import them from here
 CASE_NAME_PATTERN = r"EMG\d{9}"
+
+
+def free_port() -> int:
+    """A port nobody on this machine listens on right now (for servers the tests start)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
 
 # -- unit level ---------------------------------------------------------------------------------
 

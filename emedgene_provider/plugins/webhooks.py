@@ -79,11 +79,7 @@ def _secret_of(conn_id: str) -> str | None:
         return None
     if conn.conn_type != "emedgene":
         return None
-    try:
-        extra = json.loads(conn.extra or "{}")
-    except ValueError:
-        return None
-    secret = extra.get("webhook_secret") if isinstance(extra, dict) else None
+    secret = conn.extra_dejson.get("webhook_secret")
     if not isinstance(secret, str) or not secret:
         return None
     mask_secret(secret)

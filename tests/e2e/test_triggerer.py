@@ -23,7 +23,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
@@ -34,6 +33,7 @@ from typing import Any
 import airflow
 import pytest
 from airflow_cli import AIRFLOW, airflow_env
+from airflow_fixtures import free_port
 
 from emedgene_provider.testing import EmedgeneSimulator
 
@@ -45,12 +45,6 @@ TRIGGER_CLASSPATH = "emedgene_provider.triggers.emedgene.EmedgeneCaseStatusTrigg
 DEFERRED_EXIT_HANDLED = re.compile(
     rf"TaskInstance Finished: dag_id={DAG_ID}, task_id=wait_for_delivery, .*?\bstate=deferred\b"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _query(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
@@ -132,7 +126,7 @@ def airflow_components(
     marker.parent.mkdir(parents=True)
     marker.write_text("done\n")
     with EmedgeneSimulator(stage_seconds=24 * 3600) as sim:  # the case moves only when the test says
-        port = _free_port()
+        port = free_port()
         env = airflow_env(
             home,
             AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="True",

@@ -5,14 +5,13 @@ the genuine hints reach the board, and each names the case.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from typing import Any
 
 import airflow
 import pytest
-from airflow_fixtures import valid_case
+from airflow_fixtures import free_port, valid_case
 
 from emedgene_provider.client.config import config_from_connection
 from emedgene_provider.client.sync import EmedgeneClient
@@ -28,12 +27,6 @@ CONN = "emedgene_delivery"
 STAGE = 1.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def receiver(monkeypatch: pytest.MonkeyPatch) -> Any:
     import uvicorn
@@ -47,7 +40,7 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Any:
     )
     recorded: list[tuple[str, list[str]]] = []
     app = create_app(record=lambda conn_id, names, now: recorded.append((conn_id, names)))
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
