@@ -46,8 +46,16 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Emedgene", "python-modules": ["emedgene_provider.hooks.emedgene"]},
         ],
         "triggers": [
-            {"integration-name": "Emedgene", "python-modules": ["emedgene_provider.triggers.emedgene"]},
+            {
+                "integration-name": "Emedgene",
+                "python-modules": [
+                    "emedgene_provider.triggers.emedgene",
+                    "emedgene_provider.triggers.case_events",
+                ],
+            },
         ],
+        # One Asset per tenant, emedgene://<tenant host>: its events are case status changes.
+        "asset-uris": [{"schemes": ["emedgene"], "handler": "emedgene_provider.case_events.sanitize_uri"}],
         "extra-links": ["emedgene_provider.links.emedgene.EmedgeneCaseLink"],
         "connection-types": [
             {

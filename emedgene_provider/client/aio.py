@@ -27,7 +27,7 @@ from emedgene_provider.client.auth import Token
 from emedgene_provider.client.config import ClientConfig, load_ca_bundle
 from emedgene_provider.client.endpoints import ApiCall
 from emedgene_provider.client.errors import EmedgeneError
-from emedgene_provider.client.paging import KeyLookup
+from emedgene_provider.client.paging import CasePager, KeyLookup
 from emedgene_provider.client.process import PROCESS, ProcessState
 from emedgene_provider.client.ratelimit import RateLimiter
 from emedgene_provider.client.responses import (
@@ -247,6 +247,16 @@ class AsyncEmedgeneClient:
     async def call(self, call: ApiCall) -> Any:
         """Send ``call`` with retries; on 401/403 renew the token and replay once."""
         return await self._drive(flows.request(self, call))
+
+    async def iter_cases(
+        self, page_size: int = 100, *, max_pages: int | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every case once, a page at a time: the sync client's :meth:`iter_cases`, awaited."""
+        pager = CasePager(page_size, max_pages=max_pages)
+        while (call := pager.next_call()) is not None:
+            for hit in pager.take(call, await self.call(call)):
+                yield hit
+        pager.check()
 
     async def get_case_status(self, case_name: str) -> str:
         call = endpoints.get_case_status(case_name)

@@ -86,6 +86,8 @@ class ClientConfig:
     #: hint or ``webhook_poll_interval`` (the secret itself stays with the receiver).
     webhooks: bool = False
     webhook_poll_interval: float = SETTINGS["webhook_poll_interval"].number_default
+    #: Whether case events carry the case as ``partition_key`` (the extra ``case_event_partitions``).
+    case_event_partitions: bool = False
     on_secret: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -425,6 +427,7 @@ def config_from_connection(
         requests_per_second=numbers["requests_per_second"],
         webhooks=bool(extras.get("webhook_secret")),
         webhook_poll_interval=numbers["webhook_poll_interval"],
+        case_event_partitions=_bool("case_event_partitions", extras.get("case_event_partitions", False)),
         on_secret=on_secret,
     )
 

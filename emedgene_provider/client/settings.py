@@ -348,6 +348,16 @@ _SETTINGS: tuple[Setting, ...] = (
         unit="s",
         details="A wait never polls more often than it would without webhooks.",
     ),
+    Setting(
+        "case_event_partitions",
+        "boolean",
+        "Case as partition key",
+        "Airflow 3.2+: give each case event on `emedgene://<tenant>` the case name as `partition_key`.",
+        default=False,
+        details="Airflow queues a partitioned event only for DAGs scheduled with "
+        "`PartitionedAssetTimetable`, and a plain `schedule=[asset]` DAG then never runs: turn it on "
+        "only when every consumer is partition-aware. Ignored before Airflow 3.2.",
+    ),
 )
 
 #: Every extra this provider reads, by name, in the order the form and the docs show them.

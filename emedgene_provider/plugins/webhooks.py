@@ -6,9 +6,10 @@ connection's ``webhook_secret`` extra. A missing or wrong signature, an unknown 
 connection of another type or one without a secret are all answered ``401`` with the same body,
 and nothing is done. A body over 64 KiB: ``413``, unread past the limit. More than
 :data:`FLOOD_RATE` a second on one connection id, or :data:`TOTAL_RATE` on all: ``429``. What
-passes is a hint, never a truth: the case names found in it go on the hint board
-(:mod:`emedgene_provider.hints`) after the ``202`` is sent, and every wait on those cases reads
-the tenant itself.
+passes is a hint, never a truth: after the ``202`` is sent, the case names found in it go on
+the hint board (:mod:`emedgene_provider.hints`), where every wait on those cases sees them and
+reads the tenant itself; then the receiver reads each case from the tenant and records an asset
+event for each change the tenant confirms (:func:`emedgene_provider.case_events.announce`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from emedgene_provider.case_events import announce
 from emedgene_provider.client.ratelimit import RateLimiter
 from emedgene_provider.client.webhooks import (
     MAX_BODY_BYTES,
@@ -100,10 +102,13 @@ async def _body(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def create_app(secret_of: Any = _secret_of, record: Any = record_hints, clock: Any = time.time) -> FastAPI:
+def create_app(
+    secret_of: Any = _secret_of, record: Any = record_hints, clock: Any = time.time, confirm: Any = announce
+) -> FastAPI:
     """The receiver app; the look-ups are parameters so tests can run it without a metadata DB."""
     app = FastAPI(title="Emedgene webhooks", docs_url=None, redoc_url=None, openapi_url=None)
     gates = _Floodgates()
+    confirming = _KeyedLocks()
 
     @app.post("/webhooks/{conn_id}", status_code=202)
     async def receive(conn_id: str, request: Request, background: BackgroundTasks) -> JSONResponse:
@@ -122,6 +127,7 @@ def create_app(secret_of: Any = _secret_of, record: Any = record_hints, clock: A
         names = case_names_in(payload)
         if names:
             background.add_task(_record, record, conn_id, names, clock())
+            background.add_task(_confirm, confirm, confirming, conn_id, names)
         return JSONResponse({"cases": len(names)}, status_code=202)
 
     return app
@@ -132,3 +138,24 @@ def _record(record: Any, conn_id: str, names: list[str], now: float) -> None:
         record(conn_id, names, now)
     except Exception:  # the sender has its 202; the waits' slow poll still ends them
         log.exception("Emedgene webhook on %s: could not record hints for %d case(s)", conn_id, len(names))
+
+
+class _KeyedLocks:
+    """One lock per connection id that passed the signature check: one process confirms a
+    connection's hints one webhook at a time, so its record of statuses is not raced."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str) -> threading.Lock:
+        with self._lock:
+            return self._locks.setdefault(key, threading.Lock())
+
+
+def _confirm(confirm: Any, locks: _KeyedLocks, conn_id: str, names: list[str]) -> None:
+    try:
+        with locks(conn_id):
+            confirm(conn_id, names)
+    except Exception:  # the waits read the tenant anyway; no event is better than a false one
+        log.exception("Emedgene webhook on %s: could not confirm %d case(s)", conn_id, len(names))

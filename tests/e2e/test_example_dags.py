@@ -102,6 +102,7 @@ def test_example_dags_import_without_errors(airflow_home) -> None:
             "collect": [],
         },
         "emedgene_results_consumer": {"report_exports": []},
+        "emedgene_delivered_results": {"fetch_delivered_results": []},
     }
 
 

@@ -39,7 +39,9 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Any:
         __import__("json").dumps({**conn, "extra": {"webhook_secret": SECRET}}),
     )
     recorded: list[tuple[str, list[str]]] = []
-    app = create_app(record=lambda conn_id, names, now: recorded.append((conn_id, names)))
+    app = create_app(
+        record=lambda conn_id, names, now: recorded.append((conn_id, names)), confirm=lambda *a: None
+    )
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

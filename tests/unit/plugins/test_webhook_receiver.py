@@ -58,7 +58,10 @@ def client(monkeypatch: pytest.MonkeyPatch, recorded: list[tuple[str, list[str]]
     _conn(monkeypatch, "emedgene_nosecret")
     _conn(monkeypatch, "emedgene_blank", webhook_secret="")
     _conn(monkeypatch, "http_other", conn_type="http", webhook_secret=SECRET)
-    app = create_app(record=lambda conn_id, names, now: recorded.append((conn_id, names)))
+    app = create_app(
+        record=lambda conn_id, names, now: recorded.append((conn_id, names)),
+        confirm=lambda conn_id, names: recorded.append(("confirm", conn_id, names)),
+    )
     return TestClient(app)
 
 
@@ -74,7 +77,8 @@ def _post(client: Any, conn_id: str = CONN, body: bytes = BODY, signature: str |
 def test_a_signed_hint_is_accepted_and_its_case_goes_on_the_board(client: Any, recorded: list) -> None:
     answer = _post(client)
     assert (answer.status_code, answer.json()) == (202, {"cases": 1})
-    assert recorded == [(CONN, ["EMG107903188"])]  # the name only: the stated status is not kept
+    # the name only, the stated status is not kept; then the tenant is asked (after the answer)
+    assert recorded == [(CONN, ["EMG107903188"]), ("confirm", CONN, ["EMG107903188"])]
 
 
 @pytest.mark.parametrize(
@@ -107,7 +111,7 @@ def test_a_body_over_64_kib_is_refused_signed_or_not(client: Any, recorded: list
     assert _post(client, body=big, signature=None).status_code == 413
     just = json.dumps({"case_name": "EMG1", "pad": "x" * (64 * 1024 - 40)}).encode()
     assert len(just) <= 64 * 1024 and _post(client, body=just).status_code == 202
-    assert recorded == [(CONN, ["EMG1"])]
+    assert recorded == [(CONN, ["EMG1"]), ("confirm", CONN, ["EMG1"])]
 
 
 def test_a_flood_on_one_connection_is_answered_429_and_another_still_gets_in(client: Any) -> None:
@@ -154,9 +158,13 @@ def test_a_failing_board_write_is_logged_and_the_sender_still_gets_its_202(
     def broken(conn_id: str, names: list[str], now: float) -> None:
         raise RuntimeError("database is locked")
 
-    answer = _post(TestClient(create_app(record=broken)))
+    def broken_confirm(conn_id: str, names: list[str]) -> None:
+        raise RuntimeError("tenant unreachable")
+
+    answer = _post(TestClient(create_app(record=broken, confirm=broken_confirm)))
     assert answer.status_code == 202
     assert "could not record hints for 1 case(s)" in caplog.text and "database is locked" in caplog.text
+    assert "could not confirm 1 case(s)" in caplog.text and "tenant unreachable" in caplog.text
 
 
 def test_a_flood_spread_over_made_up_connection_ids_meets_the_total_gate(
@@ -167,7 +175,9 @@ def test_a_flood_spread_over_made_up_connection_ids_meets_the_total_gate(
     from emedgene_provider.plugins import webhooks
 
     monkeypatch.setattr(webhooks, "TOTAL_RATE", 2.0)  # so the test outruns it on any machine
-    client = TestClient(webhooks.create_app(record=lambda *args: recorded.append(args)))
+    client = TestClient(
+        webhooks.create_app(record=lambda *args: recorded.append(args), confirm=lambda *a: recorded.append(a))
+    )
     codes = [_post(client, f"made_up_{i}").status_code for i in range(40)]
     assert codes[:4] == [401] * 4  # the total burst (twice the rate) goes through, unknown ids
     assert codes.count(429) >= 30  # then the total gate holds, whatever the id
