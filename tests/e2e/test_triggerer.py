@@ -33,9 +33,9 @@ from typing import Any
 import airflow
 import pytest
 from airflow_cli import AIRFLOW, airflow_env
-from airflow_fixtures import free_port
+from airflow_fixtures import free_port, valid_case
 
-from emedgene_provider.testing import EmedgeneSimulator
+from emedgene_provider.testing import EmedgeneSimulator, Webhooks
 
 AIRFLOW_3 = airflow.__version__.startswith("3.")
 DAG_ID = "emedgene_case_pipeline"
@@ -116,17 +116,26 @@ def airflow_components(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[tuple[Components, EmedgeneSimulator, Path]]:
     """Airflow's processes on a fresh home; ``request.param`` (indirect), if any, holds extras for
-    the connection and ``poll_interval`` for the example's wait."""
+    the connection, ``poll_interval`` for the example's wait, ``stage_seconds`` for the simulator
+    (a day by default: cases move when the test says) and ``webhooks``, options of the simulator's
+    :class:`Webhooks` sent to the api-server's receiver for ``emedgene_default``."""
     options = dict(getattr(request, "param", {}))
     poll_interval = str(options.pop("poll_interval", 1))
+    extra_env = options.pop("env", {})
+    stage_seconds = float(options.pop("stage_seconds", 24 * 3600))
+    port = free_port()
+    hooks = options.pop("webhooks", None)
+    webhooks = None
+    if hooks is not None:
+        url = f"http://127.0.0.1:{port}/emedgene/webhooks/emedgene_default"  # the api-server's receiver
+        webhooks = Webhooks(url=url, secret=options["webhook_secret"], **hooks)
     home = tmp_path / "airflow_home"
     home.mkdir()
     data = tmp_path / "data"
     marker = data / "runs" / "latest" / "CopyComplete.txt"
     marker.parent.mkdir(parents=True)
     marker.write_text("done\n")
-    with EmedgeneSimulator(stage_seconds=24 * 3600) as sim:  # the case moves only when the test says
-        port = free_port()
+    with EmedgeneSimulator(stage_seconds=stage_seconds, webhooks=webhooks) as sim:
         env = airflow_env(
             home,
             AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="True",
@@ -145,6 +154,8 @@ def airflow_components(
             EMEDGENE_DATA_DIR=str(data),
             EMEDGENE_POLL_INTERVAL=poll_interval,
             EMEDGENE_API_PORT=str(port),
+            EMEDGENE_TENANT=sim.url,
+            **extra_env,
         )
         components = Components(home, env)
         try:
@@ -271,8 +282,8 @@ def _post_hint(port: int, body: bytes, signature: str | None) -> int:
 )
 def test_a_signed_webhook_ends_a_wait_that_polls_every_ten_minutes(airflow_components) -> None:
     """api-server, dag-processor, scheduler and triggerer as separate processes: forged and
-    unsigned hints change nothing; a signed one, sent to the api-server, wakes the wait in the
-    triggerer, which reads the tenant once and ends the run."""
+    unsigned hints, and a signed one over 64 KiB, change nothing; a signed one, sent to the
+    api-server, wakes the wait in the triggerer, which reads the tenant once and ends the run."""
     from emedgene_provider.client.webhooks import signature_of
 
     components, sim, _ = airflow_components
@@ -294,6 +305,8 @@ def test_a_signed_webhook_ends_a_wait_that_polls_every_ten_minutes(airflow_compo
     body = json.dumps({"event": "case.status_changed", "case_name": name, "status": "Delivered"}).encode()
     assert _post_hint(port, body, None) == 401
     assert _post_hint(port, body, signature_of("not-the-secret", body)) == 401
+    big = json.dumps({"case_name": name, "status": "Delivered", "pad": "x" * 70_000}).encode()
+    assert _post_hint(port, big, signature_of(WEBHOOK_SECRET, big)) == 413  # signed, but too big
     time.sleep(12)  # two board rounds of the triggerer: nothing may have woken
     assert (reads(), _sensor_states(db)) == (before, {"deferred"})
 
@@ -309,3 +322,163 @@ def test_a_signed_webhook_ends_a_wait_that_polls_every_ten_minutes(airflow_compo
     assert name not in str(board)  # only a hash of the case reaches the metadata DB
     logs = [p for p in components.home.rglob("*") if p.is_file() and p.suffix in (".log", ".out", ".json")]
     assert [p.name for p in logs if WEBHOOK_SECRET.encode() in p.read_bytes()] == []
+
+
+RESULTS_DAG = "emedgene_delivered_results"
+
+
+def _wait_until_parsed(components: Components, db: Path, dag_id: str) -> None:
+    components.wait_for(
+        f"{dag_id} was parsed",
+        lambda: bool(_query(db, "SELECT 1 FROM serialized_dag WHERE dag_id = ?", dag_id)),
+        limit=240,
+    )
+
+
+def _case_events(db: Path, uri: str) -> list[dict[str, Any]]:
+    rows = _query(
+        db,
+        "SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.uri = ? ORDER BY e.id",
+        uri,
+    )
+    return [json.loads(row[0]) if isinstance(row[0], str) else dict(row[0]) for row in rows]
+
+
+def _results_runs(db: Path) -> list[tuple[str, str | None]]:
+    runs = _query(db, "SELECT run_id, state FROM dag_run WHERE dag_id = ?", RESULTS_DAG)
+    return [(str(run_id), None if state is None else str(state)) for run_id, state in runs]
+
+
+def _fetched(db: Path) -> list[str]:
+    rows = _query(
+        db,
+        "SELECT value FROM xcom WHERE dag_id = ? AND task_id = 'fetch_delivered_results'"
+        " AND key = 'return_value'",
+        RESULTS_DAG,
+    )
+    return [name for row in rows for name in json.loads(row[0])]
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not AIRFLOW_3, reason="case events are Airflow 3's")
+@pytest.mark.parametrize(
+    "airflow_components",
+    [
+        pytest.param(
+            {
+                "webhook_secret": WEBHOOK_SECRET,
+                "stage_seconds": 4,
+                # the faults that lose no genuine hint (lost ones: the next test, the receiver's tests)
+                "webhooks": {"duplicate": 0.5, "delay": 0.3, "reorder": 0.3, "false_status": 0.3, "seed": 16},
+            },
+            id="webhooks",
+        ),
+        pytest.param(
+            {"stage_seconds": 4, "env": {"EMEDGENE_CASE_EVENTS": "poll", "EMEDGENE_CASE_EVENTS_POLL": "1"}},
+            id="asset-watcher",
+        ),
+    ],
+    indirect=True,
+)
+def test_the_results_dag_runs_once_for_each_case_the_tenant_delivers(airflow_components) -> None:
+    """Webhooks: the simulator sends status webhooks (duplicated, delayed, reordered, lying) to
+    the api-server; the receiver confirms each with the tenant and records one asset event per
+    real change on emedgene://<tenant>. Asset watcher: the triggerer lists the tenant's cases every
+    second and records each transition. Either way the results DAG, scheduled on that Asset,
+    fetches each delivered case once and never one that was not delivered."""
+    from emedgene_provider.case_events import tenant_asset_uri
+    from emedgene_provider.client.config import config_from_connection
+    from emedgene_provider.client.sync import EmedgeneClient
+
+    components, sim, data = airflow_components
+    db = components.home / "airflow.db"
+    _wait_until_parsed(components, db, RESULTS_DAG)
+    components.cli("dags", "unpause", RESULTS_DAG)
+    if components.env.get("EMEDGENE_CASE_EVENTS") == "poll":  # the watcher's first round comes first
+        watching = "SELECT 1 FROM trigger WHERE classpath LIKE '%case_events%' AND triggerer_id IS NOT NULL"
+        components.wait_for("the asset watcher runs", lambda: bool(_query(db, watching)))
+        time.sleep(3)
+    config = config_from_connection(host=sim.url, login=sim.username, password=sim.password, extra=None)
+    client = EmedgeneClient(config)
+    try:
+        outcomes = {"Finalized": None, "Delivered": None, "Issue reported": None}
+        for outcome in outcomes:
+            outcomes[outcome] = client.create_case(valid_case(simulator_outcome=outcome))
+    finally:
+        client.close()
+    delivered = {outcomes["Finalized"], outcomes["Delivered"]}
+    uri = tenant_asset_uri(sim.url)
+
+    def settled() -> bool:
+        runs = _results_runs(db)
+        ended = bool(runs) and all(state in ("success", "failed") for _, state in runs)
+        return ended and set(_fetched(db)) == delivered
+
+    components.wait_for("every delivered case's results were fetched", settled, limit=300)
+    time.sleep(8)  # late duplicates and delayed hints: nothing more may happen
+    components.wait_for(
+        "every results run ended", lambda: all(s in ("success", "failed") for _, s in _results_runs(db))
+    )
+    sent = sim.webhooks_sent()
+    runs = len(_results_runs(db))
+    faults = sorted(f for s in sent for f in s.faults)
+    print(f"\nresults runs: {runs}; webhooks sent: {len(sent)}, faults: {faults}")
+    assert {s.http_status for s in sent if s.http_status or s.error} <= {202}  # a reordered last one waits
+    assert {state for _, state in _results_runs(db)} == {"success"}
+    assert sorted(_fetched(db)) == sorted(delivered)  # each delivered case once, the failed one never
+    assert sorted(p.stem for p in (data / "results").glob("*.json")) == sorted(delivered)
+    events = [e.get("payload", e) for e in _case_events(db, uri)]  # a watcher's are under "payload"
+    assert {e["source"] for e in events} == {"webhook" if sent else "poll"}
+    assert sorted(e["case_name"] for e in events if e["delivered"]) == sorted(delivered)
+    for name in outcomes.values():  # one event per confirmed change, whatever was duplicated or lied
+        statuses = [e["status"] for e in events if e["case_name"] == name]
+        assert len(statuses) == len(set(statuses)), (name, statuses)
+    assert outcomes["Issue reported"] in {e["case_name"] for e in events}
+    text = json.dumps(events)
+    assert WEBHOOK_SECRET not in text and sim.password not in text
+    logs = [p for p in components.home.rglob("*") if p.is_file() and p.suffix in (".log", ".out", ".json")]
+    secrets_ = (WEBHOOK_SECRET.encode(), sim.password.encode())
+    assert [p.name for p in logs if any(secret in p.read_bytes() for secret in secrets_)] == []
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not AIRFLOW_3, reason="the webhook receiver runs on Airflow 3's api-server")
+@pytest.mark.parametrize(
+    "airflow_components",
+    [
+        {
+            "webhook_secret": WEBHOOK_SECRET,
+            "webhook_poll_interval": 20,
+            "poll_interval": 2,
+            "webhooks": {"drop": 1.0},
+        }
+    ],
+    indirect=True,
+)
+def test_with_every_webhook_lost_the_slow_poll_still_ends_the_wait(airflow_components) -> None:
+    """No hint arrives at all: the wait polls every 20 s (not every 2 s) and still ends."""
+    components, sim, _ = airflow_components
+    db = components.home / "airflow.db"
+    _run_pipeline_to_its_deferred_wait(components, db)
+
+    def reads() -> int:
+        return int(sim.counters()["requests"].get("GET /api/test/{name}", 0))
+
+    components.wait_for(
+        "the deferred wait has read the case",
+        lambda: _sensor_states(db) == {"deferred"} and reads() >= 1 and bool(_query(db, TRIGGERS)),
+    )
+    name = _created_case(db)
+    first = reads()
+    time.sleep(25)  # polling every 2 s would read about 12 times here; the slow poll once or twice
+    quiet = reads() - first
+    sim.set_status(name, "Delivered")
+    started = time.monotonic()
+    components.wait_for("the wait ended", lambda: _sensor_states(db) != {"deferred"}, limit=180)
+    took = time.monotonic() - started
+    components.wait_for("the run ended", lambda: _run_state(db) in ("success", "failed"))
+    assert _run_state(db) == "success"
+    sent = sim.webhooks_sent()
+    assert sent and all("drop" in s.faults and s.http_status is None for s in sent)
+    print(f"\nall webhooks lost: {quiet} read(s) in 25 s; the wait ended {took:.1f} s after Delivered")
+    assert 1 <= quiet <= 3
