@@ -19,6 +19,7 @@ Two kinds of sample, told apart by whether they build a DAG:
   ``case``, a valid case dict (the README's hook sample uses one). A function ``test_*`` the
   sample defines (a pytest example) is then called, its arguments being pytest fixtures.
 
+A sample whose first line is ``# Airflow 3`` (a feature Airflow 2 lacks) runs on Airflow 3 only.
 A sample that fails here is a docs/code mismatch: fix the doc, or the code.
 """
 
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import airflow
 import pytest
 from airflow_fixtures import EXAMPLE_DAGS, AirflowHome, airflow_run, connect, python_run, valid_case
 from locations import ROOT
@@ -39,6 +41,7 @@ from locations import ROOT
 from emedgene_provider.client.config import KNOWN_EXTRAS
 from emedgene_provider.testing import EmedgeneSimulator
 
+AIRFLOW_3 = airflow.__version__.startswith("3.")
 #: Run by tests/unit/cases/test_batch_csv.py, next to the CSV files they name.
 RUN_ELSEWHERE = {"docs/batch-csv.md"}
 #: The idempotency key of the one case the in-process samples' simulator holds.
@@ -58,6 +61,10 @@ class Sample:
     @property
     def id(self) -> str:
         return f"{self.doc}:{self.line}"
+
+    @property
+    def airflow3_only(self) -> bool:
+        return self.code.lstrip().startswith("# Airflow 3")
 
     @property
     def is_dag(self) -> bool:
@@ -87,7 +94,7 @@ def python_samples() -> list[Sample]:
         for path in doc_files()
         if str(path.relative_to(ROOT)) not in RUN_ELSEWHERE
         for sample in fences(path)
-        if sample.language == "python"
+        if sample.language == "python" and (AIRFLOW_3 or not sample.airflow3_only)
     ]
 
 
