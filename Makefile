@@ -15,7 +15,7 @@ DEMO_HOME ?= .demo
 BENCH_HOME ?= .bench
 CLUSTER_ARGS ?=
 
-.PHONY: demo test test3 test2 lint venvs clean dist bench bench-cluster postgres pg-start pg-stop
+.PHONY: demo test test3 test2 lint venvs clean dist bench bench-cluster postgres pg-start pg-stop browser
 
 venvs: $(AF3)/.installed $(AF2)/.installed
 
@@ -36,8 +36,14 @@ lint: $(AF3)/.installed
 	$(AF3)/bin/ruff format --check emedgene_provider tests dags_examples bench
 	$(AF3)/bin/mypy
 
-test3: $(AF3)/.installed
+test3: $(AF3)/.installed browser
 	$(AF3)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The cases page is tested in a real browser: Debian's Chromium and its driver (about 35 s).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$(command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver; }
 
 test2: $(AF2)/.installed
 	$(AF2)/bin/python -m pytest $(PYTEST_ARGS)

@@ -15,6 +15,9 @@ XCOM_CASE_URL = "emedgene_case_url"
 #: before any waiting: where a downstream task (``trigger_rule="all_done"``) finds the case of a
 #: create whose wait failed, which has no return value.
 XCOM_CASE_NAME = "emedgene_case_name"
+#: XCom key under which a wait that ended pushes ``{"case_name", "status"}``: what the cases view
+#: (plugins/case_records.py) reads as a status seen by a wait.
+XCOM_CASE_STATUS = "emedgene_case_status"
 
 
 class EmedgeneCaseLink(BaseOperatorLink):

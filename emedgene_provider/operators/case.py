@@ -9,7 +9,14 @@ from typing import Any
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from emedgene_provider.hooks.emedgene import EmedgeneHook
-from emedgene_provider.links.emedgene import XCOM_CASE_URL, EmedgeneCaseLink
+from emedgene_provider.links.emedgene import XCOM_CASE_STATUS, XCOM_CASE_URL, EmedgeneCaseLink
+
+
+def push_case_status(context: Any, case_name: str, status: str) -> str:
+    """Record the status a wait ended on (XCom ``emedgene_case_status``), for the cases view;
+    returns ``status``."""
+    context["ti"].xcom_push(key=XCOM_CASE_STATUS, value={"case_name": case_name, "status": status})
+    return status
 
 
 class _EmedgeneCaseOperator(BaseOperator):

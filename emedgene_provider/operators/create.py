@@ -32,7 +32,7 @@ from emedgene_provider.client.events import (
 )
 from emedgene_provider.client.polling import PollSchedule
 from emedgene_provider.links.emedgene import XCOM_CASE_NAME
-from emedgene_provider.operators.case import _EmedgeneCaseOperator
+from emedgene_provider.operators.case import _EmedgeneCaseOperator, push_case_status
 from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger, EmedgeneCreateReconcileTrigger
 from emedgene_provider.waiting import DEFAULT_TARGETS, check_case, resume, status_list, wait_blocking
 
@@ -315,7 +315,7 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
             return
         targets, failures = self._targets(), self._failures()
         if not self.deferrable:
-            wait_blocking(
+            reached = wait_blocking(
                 self.hook,
                 case_name,
                 targets,
@@ -325,8 +325,11 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
                 max_poll_interval=self.max_poll_interval,
                 not_found_until=lag_until,
             )
+            push_case_status(context, case_name, reached)
             return
-        if check_case(self.hook, case_name, targets, failures, not_found_until=lag_until) is not None:
+        already = check_case(self.hook, case_name, targets, failures, not_found_until=lag_until)
+        if already is not None:
+            push_case_status(context, case_name, already)
             return
         self.defer(
             trigger=EmedgeneCaseStatusTrigger(
@@ -359,6 +362,7 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
         status = resume(event)
         case_name = parse_status_event(event)["case_name"]
         self.log.info("Emedgene case %s reached %r", case_name, status)
+        push_case_status(context, case_name, status)
         return case_name
 
 

@@ -21,6 +21,7 @@ from emedgene_provider.client.polling import PollSchedule
 from emedgene_provider.client.status import UnrecognisedStatusNotice, WaitOutcome
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.links.emedgene import XCOM_CASE_URL, EmedgeneCaseLink
+from emedgene_provider.operators.case import push_case_status
 from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger
 from emedgene_provider.waiting import DEFAULT_TARGETS, check_case, resume, status_list
 
@@ -118,10 +119,11 @@ class EmedgeneCaseStatusSensor(BaseSensorOperator):
         self._notice = UnrecognisedStatusNotice()  # an unknown status is warned about once per execution
         context["ti"].xcom_push(key=XCOM_CASE_URL, value=self.hook.config.case_url(self.case_name))
         if not self.deferrable:
-            return super().execute(context)
+            reached = super().execute(context)
+            return push_case_status(context, self.case_name, reached) if isinstance(reached, str) else reached
         done = self.poke(context)
         if isinstance(done, PokeReturnValue) and done:  # already there: no deferral, no triggerer round trip
-            return done.xcom_value
+            return push_case_status(context, self.case_name, str(done.xcom_value))
         self.defer(
             trigger=EmedgeneCaseStatusTrigger(
                 case_name=self.case_name,
@@ -144,4 +146,4 @@ class EmedgeneCaseStatusSensor(BaseSensorOperator):
             raise AirflowSensorTimeout(str(event.get("message")))
         status = resume(event, soft_fail=self.soft_fail)
         self.log.info("Emedgene case %s reached %r", self.case_name, status)
-        return status
+        return push_case_status(context, self.case_name, status)

@@ -28,7 +28,7 @@ from emedgene_provider.client.create import CreateRecord
 from emedgene_provider.client.errors import EmedgeneInvalidRequestError
 from emedgene_provider.exceptions import EmedgeneCaseFailedError
 from emedgene_provider.hooks.emedgene import EmedgeneHook
-from emedgene_provider.links.emedgene import XCOM_CASE_NAME, XCOM_CASE_URL, EmedgeneCaseLink
+from emedgene_provider.links.emedgene import XCOM_CASE_NAME, XCOM_CASE_STATUS, XCOM_CASE_URL, EmedgeneCaseLink
 from emedgene_provider.operators.create import default_idempotency_key
 from emedgene_provider.operators.emedgene import (
     EmedgeneCreateCaseOperator,
@@ -48,10 +48,14 @@ def _dag(**kwargs: object) -> DAG:
     return DAG("unit_dag", schedule=None, start_date=datetime(2026, 1, 1), **kwargs)
 
 
-def _assert_announced(ti: FakeTI, sim, name: str) -> None:
-    """The name, then the URL, each pushed once; never a hand-pushed ``return_value`` (Airflow
-    pushes what ``execute`` returns, at success only)."""
-    assert ti.pushed == [(XCOM_CASE_NAME, name), (XCOM_CASE_URL, f"{sim.url}/case/{name}")]
+def _assert_announced(ti: FakeTI, sim, name: str, reached: str | None = None) -> None:
+    """The name, then the URL, each pushed once, then (a wait that ended) the status reached for
+    the cases view; never a hand-pushed ``return_value`` (Airflow pushes what ``execute``
+    returns, at success only)."""
+    expected: list = [(XCOM_CASE_NAME, name), (XCOM_CASE_URL, f"{sim.url}/case/{name}")]
+    if reached is not None:
+        expected.append((XCOM_CASE_STATUS, {"case_name": name, "status": reached}))
+    assert ti.pushed == expected
 
 
 def _extra_data(name: str) -> dict:
@@ -297,7 +301,7 @@ def test_create_waits_blocking_until_delivered(emedgene_simulator_factory, monke
         task_id="create", case=valid_case(), wait_for_completion=True, deferrable=False, poll_interval=0.1
     )
     name = op.execute(make_context(ti))
-    _assert_announced(ti, sim, name)
+    _assert_announced(ti, sim, name, reached="Delivered")
     assert status_gets(sim) == 2  # Uploading, then Delivered
     assert clock.sleeps == [0.2]  # Uploading is two stages before Delivered: twice poll_interval
 
@@ -461,7 +465,7 @@ def test_create_waits_for_delivery_by_default(emedgene_simulator_factory, monkey
     assert op.wait_for_completion is True
     name = op.execute(make_context(ti))
     assert status_gets(sim) == 2  # Uploading, then Delivered: it waited
-    _assert_announced(ti, sim, name)
+    _assert_announced(ti, sim, name, reached="Delivered")
 
 
 def test_create_reconnecting_to_a_running_case_returns_its_name(
@@ -482,7 +486,7 @@ def test_create_reconnecting_to_a_running_case_returns_its_name(
     op = EmedgeneCreateCaseOperator(task_id="create", case=valid_case(), deferrable=False, poll_interval=1)
     assert op.execute(make_context(ti, task_state_store=store)) == name
     assert sim.counters()["cases_created"] == 1  # reconnected, not created
-    _assert_announced(ti, sim, name)
+    _assert_announced(ti, sim, name, reached="Delivered")
 
 
 class _TaskStateStore(dict):

@@ -22,7 +22,7 @@ from airflow_fixtures import make_context, status_gets, valid_case
 
 from emedgene_provider.exceptions import EmedgeneCaseFailedError
 from emedgene_provider.hooks.emedgene import EmedgeneHook
-from emedgene_provider.links.emedgene import XCOM_CASE_URL
+from emedgene_provider.links.emedgene import XCOM_CASE_STATUS, XCOM_CASE_URL
 from emedgene_provider.sensors.emedgene import EmedgeneCaseStatusSensor
 from emedgene_provider.testing.fakes import FakeClock, FakeTI
 from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger
@@ -134,7 +134,10 @@ def test_poke_mode_waits_through_the_lifecycle(case_in, sim_conn, clock) -> None
     ti = FakeTI()
     sensor = _sensor(name, mode="poke")
     assert sensor.execute(make_context(ti)) == "Delivered"
-    assert ti.pushed == [(XCOM_CASE_URL, f"{sim_conn.url}/case/{name}")]
+    assert ti.pushed == [
+        (XCOM_CASE_URL, f"{sim_conn.url}/case/{name}"),
+        (XCOM_CASE_STATUS, {"case_name": name, "status": "Delivered"}),  # for the cases view
+    ]
     assert status_gets(sim_conn) == 3  # Uploading, In progress, Delivered
     assert clock.sleeps == [0.1, 0.1]  # one poke interval between polls
 
@@ -268,7 +271,10 @@ def test_deferrable_does_not_defer_when_already_there(case_in, sim_conn, status)
     name = case_in(status)
     ti = FakeTI()
     assert _sensor(name, deferrable=True).execute(make_context(ti)) == status
-    assert ti.pushed == [(XCOM_CASE_URL, f"{sim_conn.url}/case/{name}")]
+    assert ti.pushed == [
+        (XCOM_CASE_URL, f"{sim_conn.url}/case/{name}"),
+        (XCOM_CASE_STATUS, {"case_name": name, "status": status}),
+    ]
     assert status_gets(sim_conn) == 1
 
 
