@@ -92,10 +92,11 @@ CLUSTER_BENCH = BENCH_HOME=$(BENCH_HOME) bench/pg.sh run \
 
 # Every benchmark (bench/run_all.py), then the cluster benchmark; both run, and either failing
 # fails the target. (No $(MAKE) in the recipe: `make -n bench` must not run anything.)
-bench: $(AF3)/.bench-installed postgres
+bench: $(AF3)/.bench-installed postgres browser
 	@status=0; \
 	$(AF3)/bin/python bench/run_all.py || status=1; \
 	$(AF3)/bin/python bench/webhook_economy.py || status=1; \
+	$(AF3)/bin/python bench/cases_view.py || status=1; \
 	$(CLUSTER_BENCH) || status=1; \
 	exit $$status
 
