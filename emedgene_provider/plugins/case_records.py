@@ -102,7 +102,7 @@ def read_records(session: Any, dag_ids: Collection[str] | None) -> tuple[list[Or
         if seen is not None and isinstance(seen[0], dict):
             name, status = seen[0].get("case_name"), seen[0].get("status")
             if isinstance(name, str) and isinstance(status, str):
-                observations.append(Observation(name, status, seen[1], "wait", tenant))
+                observations.append(Observation(name, status, seen[1], "wait", tenant, task))
 
     events = select(AssetModel.uri, AssetEvent.extra, AssetEvent.timestamp).join(
         AssetModel, and_(AssetModel.id == AssetEvent.asset_id, AssetModel.uri.startswith("emedgene://"))

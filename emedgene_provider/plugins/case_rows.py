@@ -59,6 +59,8 @@ class Observation:
     at: float
     source: str
     tenant: str | None = None
+    #: The task instance that saw it, for a wait: (dag_id, run_id, task_id, map_index).
+    task: tuple[str, str, str, int] | None = None
 
 
 @dataclass
@@ -83,9 +85,12 @@ class CaseRow:
     task_state: str | None
     case_url: str | None
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    #: The task instances that created or waited on the case (not in the JSON).
+    tasks: set[tuple[str, str, str, int]] = field(default_factory=set)
 
     def as_json(self, with_timeline: bool = False) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("tasks")
         if not with_timeline:
             data.pop("timeline")
         return data
@@ -152,6 +157,8 @@ def build_rows(
                 task_state=origin.task_state,
                 case_url=origin.case_url,
                 timeline=[{"status": o.status, "at": o.at, "source": o.source} for o in seen],
+                tasks={(origin.dag_id, origin.run_id, origin.task_id, origin.map_index)}
+                | {o.task for o in seen if o.task is not None},
             )
         )
     return rows

@@ -128,13 +128,10 @@ def router(user_dependency: Any = None, rows_of: Any = None) -> APIRouter:
     async def task_cases(
         dag_id: str, run_id: str, task_id: str, map_index: int = -1, user: Any = signed_in
     ) -> dict[str, Any]:
-        """The cases one task instance created, with their timelines (the task instance tab)."""
+        """The cases one task instance created or waited on, with their timelines (the tab)."""
         rows = await visible(user, case_rows.DEFAULT_STUCK_AFTER)
-        mine = [
-            row.as_json(with_timeline=True)
-            for row in rows
-            if (row.dag_id, row.run_id, row.task_id, row.map_index) == (dag_id, run_id, task_id, map_index)
-        ]
+        task = (dag_id, run_id, task_id, map_index)
+        mine = [row.as_json(with_timeline=True) for row in rows if task in row.tasks]
         return {"now": time.time(), "cases": mine}
 
     @api.get("/cases", response_class=HTMLResponse)

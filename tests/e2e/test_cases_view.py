@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -266,3 +267,8 @@ def test_the_ui_shows_the_page_in_its_navigation_and_a_task_instance_tab(deploym
         assert case["case_name"] in text and "Delivered" in text and "wait" in text
     finally:
         browser.quit()
+    # the wait's own task instance shows the same case
+    task = {**case, "task_id": "wait_for_delivery"}
+    query = urllib.parse.urlencode({k: task[k] for k in ("dag_id", "run_id", "task_id", "map_index")})
+    _, mine = _get(f"{base}/emedgene/api/task-cases?{query}", token=token)
+    assert [c["case_name"] for c in mine["cases"]] == [case["case_name"]]

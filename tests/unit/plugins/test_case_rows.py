@@ -110,3 +110,11 @@ def test_sort_both_ways_with_missing_values_last_and_paging(rows: list) -> None:
 def test_a_bad_query_is_refused(bad: dict) -> None:
     with pytest.raises(ValueError):
         Query(**bad)
+
+
+def test_a_row_knows_the_task_instances_that_created_and_waited_on_it() -> None:
+    wait = ("batch", "run1", "wait_for_delivery", 0)
+    seen = [Observation("EMG1", st.DELIVERED, 200.0, "wait", None, wait)]
+    (row,) = build_rows([_origin("EMG1", 100.0)], seen, now=300.0)
+    assert row.tasks == {("batch", "run1", "create_case", 0), wait}
+    assert "tasks" not in row.as_json(with_timeline=True)  # sets are not JSON; the API filters on them
