@@ -25,7 +25,7 @@ from typing import Any
 import airflow
 import pytest
 from airflow_cli import AIRFLOW, EXAMPLE_DAGS, airflow_env
-from airflow_fixtures import airflow_run, free_port
+from airflow_fixtures import airflow_run, free_port, python_run
 from locations import ROOT
 
 from emedgene_provider.testing import EmedgeneSimulator
@@ -272,3 +272,27 @@ def test_the_ui_shows_the_page_in_its_navigation_and_a_task_instance_tab(deploym
     query = urllib.parse.urlencode({k: task[k] for k in ("dag_id", "run_id", "task_id", "map_index")})
     _, mine = _get(f"{base}/emedgene/api/task-cases?{query}", token=token)
     assert [c["case_name"] for c in mine["cases"]] == [case["case_name"]]
+
+
+READ_SUBSET = """
+import json
+from airflow.utils.session import create_session
+from emedgene_provider.plugins.case_records import read_records
+from emedgene_provider.plugins.cases import load_rows
+with create_session() as session:
+    origins, observations = read_records(session, {"lab_intake"})
+rows = load_rows({"lab_intake"}, 3600.0)
+none = load_rows(set(), 3600.0)
+print(json.dumps({
+    "origins": sorted({o.dag_id for o in origins}),
+    "waits": [o.source for o in observations if o.source == "wait"],
+    "rows": sorted({r.dag_id for r in rows}),
+    "none": len(none),
+}))
+"""
+
+
+def test_only_the_readable_dags_records_are_read(deployment: dict[str, Any]) -> None:
+    """What the auth manager allows is what the DB is asked for: the batch's records stay unread."""
+    got = python_run(deployment["env"], READ_SUBSET)
+    assert got == {"origins": ["lab_intake"], "waits": [], "rows": ["lab_intake"], "none": 0}
