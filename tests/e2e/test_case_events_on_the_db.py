@@ -52,7 +52,7 @@ with create_session() as session:
         select(AssetEvent).where(AssetEvent.asset_id == asset.id).order_by(AssetEvent.id)
     ))
     recorded = [event.extra for event in events[:-1]]
-    keys = [event.partition_key for event in events]
+    keys = [getattr(event, "partition_key", None) for event in events]  # none before Airflow 3.2
 print(json.dumps({"rounds": rounds, "recorded": recorded, "partitioned": partitioned, "keys": keys}))
 """
 
