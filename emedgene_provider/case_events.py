@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from emedgene_provider.client import status as st
-from emedgene_provider.hints import case_key
+from emedgene_provider.hints import case_key, stored_mapping
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +93,7 @@ def changed(previous: str | None, status: str) -> bool:
 
 def parse_statuses(raw: Any) -> dict[str, tuple[str, float]]:
     """Case key -> (status, epoch) from the Variable's value; {} for anything damaged."""
-    try:
-        data = json.loads(raw) if isinstance(raw, str) else raw
-        entries = data["statuses"] if isinstance(data, dict) else None
-    except (ValueError, TypeError, KeyError):
-        return {}
-    if not isinstance(entries, dict):
-        return {}
+    entries = stored_mapping(raw, "statuses")
     parsed = {}
     for key, value in entries.items():
         if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):

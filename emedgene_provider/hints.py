@@ -37,16 +37,21 @@ def case_key(conn_id: str, case_name: str) -> str:
     return hashlib.sha256(f"{conn_id}\n{case_name}".encode()).hexdigest()[:24]
 
 
+def stored_mapping(raw: Any, field: str) -> dict[str, Any]:
+    """``field`` of a JSON object stored in a Variable, when it is an object; else {} (a damaged or
+    hand-edited Variable is read as empty, never as an error)."""
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else raw
+    except (ValueError, TypeError):
+        return {}
+    found = data.get(field) if isinstance(data, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
 def parse_board(raw: Any) -> dict[str, float]:
     """The board's hints (case key -> epoch seconds) from a Variable's value; {} for anything else,
     so a hand-edited or damaged Variable wakes nobody and breaks nothing."""
-    try:
-        data = json.loads(raw) if isinstance(raw, str) else raw
-        hints = data["hints"] if isinstance(data, dict) else None
-    except (ValueError, TypeError, KeyError):
-        return {}
-    if not isinstance(hints, dict):
-        return {}
+    hints = stored_mapping(raw, "hints")
     return {
         str(k): float(v) for k, v in hints.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
     }

@@ -257,6 +257,23 @@ TRIGGERS = "SELECT 1 FROM trigger WHERE triggerer_id IS NOT NULL"
 HINTS_VARIABLE = "emedgene_hints.emedgene_default"
 
 
+def _until_the_deferred_wait_has_read_its_case(
+    components: Components, sim: EmedgeneSimulator, db: Path
+) -> Callable[[], int]:
+    """Run the pipeline to its deferred wait, in the triggerer, past its first read; returns how
+    to count the status reads since the simulator started."""
+    _run_pipeline_to_its_deferred_wait(components, db)
+
+    def reads() -> int:
+        return int(sim.counters()["requests"].get("GET /api/test/{name}", 0))
+
+    components.wait_for(
+        "the deferred wait has read the case",
+        lambda: _sensor_states(db) == {"deferred"} and reads() >= 1 and bool(_query(db, TRIGGERS)),
+    )
+    return reads
+
+
 def _post_hint(port: int, body: bytes, signature: str | None) -> int:
     import urllib.error
     import urllib.request
@@ -289,15 +306,7 @@ def test_a_signed_webhook_ends_a_wait_that_polls_every_ten_minutes(airflow_compo
     components, sim, _ = airflow_components
     db = components.home / "airflow.db"
     port = int(components.env["EMEDGENE_API_PORT"])
-    _run_pipeline_to_its_deferred_wait(components, db)
-
-    def reads() -> int:
-        return int(sim.counters()["requests"].get("GET /api/test/{name}", 0))
-
-    components.wait_for(
-        "the deferred wait has read the case",
-        lambda: _sensor_states(db) == {"deferred"} and reads() >= 1 and bool(_query(db, TRIGGERS)),
-    )
+    reads = _until_the_deferred_wait_has_read_its_case(components, sim, db)
     time.sleep(3)  # its first read done, the wait now sleeps ten minutes
     name = _created_case(db)
     before = reads()
@@ -461,15 +470,7 @@ def test_with_every_webhook_lost_the_slow_poll_still_ends_the_wait(airflow_compo
     """No hint arrives at all: the wait polls every 20 s (not every 2 s) and still ends."""
     components, sim, _ = airflow_components
     db = components.home / "airflow.db"
-    _run_pipeline_to_its_deferred_wait(components, db)
-
-    def reads() -> int:
-        return int(sim.counters()["requests"].get("GET /api/test/{name}", 0))
-
-    components.wait_for(
-        "the deferred wait has read the case",
-        lambda: _sensor_states(db) == {"deferred"} and reads() >= 1 and bool(_query(db, TRIGGERS)),
-    )
+    reads = _until_the_deferred_wait_has_read_its_case(components, sim, db)
     name = _created_case(db)
     first = reads()
     time.sleep(25)  # polling every 2 s would read about 12 times here; the slow poll once or twice
