@@ -25,10 +25,12 @@ import logging
 from collections.abc import AsyncIterator, Hashable
 from typing import Any
 
+from airflow.triggers.base import TriggerEvent
+
 try:
-    from airflow.triggers.base import BaseEventTrigger, TriggerEvent
-except ImportError:  # Airflow 2: no AssetWatcher to run it
-    raise ImportError("EmedgeneCaseEventTrigger needs Airflow 3 (AssetWatcher, BaseEventTrigger)") from None
+    from airflow.triggers.base import BaseEventTrigger
+except ImportError:  # Airflow 2: the module imports (the provider info lists it), the class refuses
+    from airflow.triggers.base import BaseTrigger as BaseEventTrigger  # type: ignore[assignment]
 
 from emedgene_provider.case_events import case_event, changed
 from emedgene_provider.client.errors import EmedgeneError, EmedgeneListInconsistentError
@@ -72,6 +74,8 @@ class EmedgeneCaseEventTrigger(BaseEventTrigger):
         self, emedgene_conn_id: str = "emedgene_default", poll_interval: float = 300.0, page_size: int = 100
     ) -> None:
         super().__init__()
+        if BaseEventTrigger.__name__ != "BaseEventTrigger":  # Airflow 2
+            raise RuntimeError("EmedgeneCaseEventTrigger needs Airflow 3 (AssetWatcher, BaseEventTrigger)")
         if poll_interval <= 0 or page_size < 1:
             raise ValueError("poll_interval must be positive and page_size at least 1")
         self.emedgene_conn_id = emedgene_conn_id
