@@ -22,13 +22,13 @@ venvs: $(AF3)/.installed $(AF2)/.installed
 $(AF3)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(AF3)
 	$(AF3)/bin/pip install -q --upgrade pip
-	$(AF3)/bin/pip install -q "apache-airflow==$(AIRFLOW3)" -e ".[test,lint]"
+	$(AF3)/bin/pip install -q "apache-airflow==$(AIRFLOW3)" -e ".[test,lint,hpo]"
 	touch $@
 
 $(AF2)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(AF2)
 	$(AF2)/bin/pip install -q --upgrade pip
-	$(AF2)/bin/pip install -q "apache-airflow==$(AIRFLOW2)" -e ".[test]"
+	$(AF2)/bin/pip install -q "apache-airflow==$(AIRFLOW2)" -e ".[test,hpo]"
 	touch $@
 
 lint: $(AF3)/.installed

@@ -33,6 +33,8 @@ from emedgene_provider.cases.builder import (
     SampleFile,
 )
 from emedgene_provider.cases.extra_data import FAMILY_ID_KEY, IDEMPOTENCY_FIELD
+from emedgene_provider.cases.hpo import Ontology
+from emedgene_provider.cases.phenotypes import DEFAULT, check_case, resolve_ontology
 
 __all__ = [
     "MAX_CASES",
@@ -460,6 +462,7 @@ def _family(
     columns: list[str],
     family_id_key: str | None,
     resolver: SampleResolver | None,
+    ontology: Ontology | None,
     reading: _Reading,
 ) -> BatchCase | None:
     """The case of one family, or None when it has problems (added to ``reading``)."""
@@ -511,15 +514,16 @@ def _family(
         boost_genes=boost,
         extra_data=extra,
     )
-    for problem in case.problems():
+    checked = check_case(case, ontology)
+    for problem in [*case.problems(), *checked.problems]:
         _add_builder_problem(problem, members, rows, case_row, reading)
     if len(reading.problems) > before:
         return None
     return BatchCase(
         family_id=family_id,
         data_rows=tuple(r.data_row for r in rows),
-        payload=case.to_json(),
-        warnings=tuple(case.warnings),
+        payload=checked.case.to_json(),
+        warnings=(*case.warnings, *checked.warnings),
     )
 
 
@@ -553,6 +557,7 @@ def read_batch_csv(
     *,
     family_id_key: str | None = FAMILY_ID_KEY,
     resolver: SampleResolver | None = None,
+    ontology: Ontology | str | None = DEFAULT,
 ) -> list[BatchCase]:
     """One :class:`BatchCase` per Family Id of a batch CSV, in the order the families first appear.
 
@@ -562,6 +567,10 @@ def read_batch_csv(
         None sends no Family Id.
     :param resolver: asks the tenant what only it knows (``existing`` and ``auto`` rows, BaseSpace
         paths without a file name); without it such rows are problems.
+    :param ontology: the HPO release phenotypes are checked against
+        (:mod:`emedgene_provider.cases.phenotypes`: obsolete ids replaced, names mapped to ids,
+        unknown ones problems); by default the lab's ``EMEDGENE_HPO_OBO`` or the ``[hpo]`` extra's
+        bundled release, if either is there; None checks their format only.
     :raises BatchCsvError: with every problem found, when there is any.
 
     A family whose proband row carries a ``Case Id`` (the vendor CLI's results file) was created
@@ -594,8 +603,9 @@ def read_batch_csv(
     elif len(todo) > MAX_CASES:
         reading.file(f"the file has {len(todo)} cases; at most {MAX_CASES} are allowed")
 
+    hpo = resolve_ontology(ontology) if todo else None
     cases = [
-        _family(fid, members, columns, family_id_key, resolver, reading) for fid, members in todo.items()
+        _family(fid, members, columns, family_id_key, resolver, hpo, reading) for fid, members in todo.items()
     ]
     if reading.problems:
         reading.problems.sort(key=lambda p: (p.data_row is not None, p.data_row or 0))

@@ -38,6 +38,8 @@ from airflow.providers.common.compat.sdk import (
 
 from emedgene_provider.cases.batch_csv import BatchCase, BatchCsvError, read_batch_csv
 from emedgene_provider.cases.extra_data import FAMILY_ID_KEY, family_of
+from emedgene_provider.cases.hpo import HpoFileError
+from emedgene_provider.cases.phenotypes import ontology_and_note
 from emedgene_provider.client.errors import EmedgeneInvalidRequestError
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 
@@ -106,7 +108,12 @@ class EmedgeneBatchCsvOperator(BaseOperator):
         if self.skip_if_missing and not location.exists():
             raise AirflowSkipException(f"No batch CSV at {location}: nothing to create")
         try:
-            batch = read_batch_csv(location, family_id_key=self.family_id_key)
+            ontology, note = ontology_and_note()
+        except HpoFileError as exc:
+            raise AirflowFailException(str(exc)) from None
+        self.log.info("Batch CSV %s: %s", location, note)
+        try:
+            batch = read_batch_csv(location, family_id_key=self.family_id_key, ontology=ontology)
         except BatchCsvError as error:
             raise AirflowFailException(str(error)) from None
         except OSError as exc:

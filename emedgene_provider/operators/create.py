@@ -19,6 +19,8 @@ from airflow.providers.common.compat.sdk import (
 from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
 
 from emedgene_provider.cases.extra_data import FAMILY_ID_KEY
+from emedgene_provider.cases.hpo import HpoFileError
+from emedgene_provider.cases.phenotypes import case_json_problems, ontology_and_note
 from emedgene_provider.cases.validation import case_problems, case_warnings
 from emedgene_provider.client.create import CLOCK_SKEW, CreateRecord, Journal, MemoryJournal
 from emedgene_provider.client.endpoints import case_path_segment
@@ -159,7 +161,7 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
                 f"Emedgene case for task {self.task_id} must be a JSON object, not {type(case).__name__}"
             )
         if self.validate_locally:
-            problems = case_problems(case)
+            problems = case_problems(case) + self._phenotype_problems(case)
             if problems:
                 listed = "\n".join(f"  - {p}" for p in problems)
                 raise AirflowFailException(
@@ -170,6 +172,16 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
                 self.log.warning("Emedgene case: %s; sent as given, the server decides", warning)
         self._label_map_index(context, case)
         return dict(case)
+
+    def _phenotype_problems(self, case: dict[str, Any]) -> list[str]:
+        """The case's HPO ids and names against the HPO, when it is at hand; sent as written, so
+        an obsolete id is refused naming its replacement (:mod:`emedgene_provider.cases.phenotypes`)."""
+        try:
+            ontology, note = ontology_and_note()
+        except HpoFileError as exc:
+            return [str(exc)]
+        self.log.info("Emedgene case: %s", note)
+        return case_json_problems(case, ontology)
 
     def _label_map_index(self, context: Any | None, case: Any) -> None:
         """Label a mapped instance with its case's Family Id (what a lab knows the case by), through
