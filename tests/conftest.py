@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from collections.abc import Callable, Iterator
 
@@ -55,6 +56,14 @@ def sim_conn(emedgene_simulator: EmedgeneSimulator, monkeypatch: pytest.MonkeyPa
     """The per-test simulator, with ``emedgene_default`` pointing at it."""
     connect(monkeypatch, emedgene_simulator)
     return emedgene_simulator
+
+
+@pytest.fixture
+def task_log(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> Callable[[], str]:
+    """What the task logged: Airflow 3's task logger writes through structlog to stdout, Airflow
+    2's through logging; read both."""
+    caplog.set_level(logging.INFO)
+    return lambda: caplog.text + capsys.readouterr().out
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ __all__ = [
     "BatchCase",
     "BatchCsvError",
     "BatchProblem",
+    "SampleNotResolved",
     "SampleResolver",
     "read_batch_csv",
 ]
@@ -114,12 +115,19 @@ _SECTION = re.compile(r"^\[.*\]$")
 _AUTO, _EXISTING = "auto", "existing"
 
 
+class SampleNotResolved(LookupError):
+    """A resolver's answer for a row that names no single sample (two samples of one name): a
+    problem of that row, reported with the others."""
+
+
 class SampleResolver(Protocol):
     """What only the tenant knows, for ``existing`` and ``auto`` rows and BaseSpace paths.
 
     Without one, :func:`read_batch_csv` reports such rows as problems; give it an object that asks
-    the tenant (``GET /api/sample/``, ``GET /api/storage/{id}``, ``.../fs/list``) to accept them.
-    Its errors (the tenant unreachable) propagate: they are not a problem of the file.
+    the tenant (``GET /api/sample/``, ``GET /api/storage/{id}``, ``.../fs/list``) to accept them:
+    :class:`emedgene_provider.cases.tenant_samples.TenantSamples`. :class:`SampleNotResolved`
+    becomes a problem of the row; its other errors (the tenant unreachable) propagate: they are
+    not a problem of the file.
     """
 
     def existing_sample_id(self, name: str) -> int | str | None:
@@ -372,6 +380,15 @@ class _MemberRow:
 
 def _member(row: _Row, role: str, resolver: SampleResolver | None, reading: _Reading) -> Member:
     """The member of one row; the row's problems that the builder cannot name are added here."""
+    try:
+        return _member_of(row, role, resolver, reading)
+    except SampleNotResolved as unresolved:
+        column = BIOSAMPLE if row.get(FILES).lower() == _EXISTING else FILES
+        reading.row(row, column, f"{BIOSAMPLE} {row.get(BIOSAMPLE)!r}: {unresolved}")
+        return Member(role=role, sample_name=row.get(BIOSAMPLE))
+
+
+def _member_of(row: _Row, role: str, resolver: SampleResolver | None, reading: _Reading) -> Member:
     sex_column = _sex_column(row)
     sex = row.get(sex_column)
     if sex.lower() not in SEXES:

@@ -20,7 +20,8 @@ LEGACY_LOGIN_PATH = "/api/auth/api_login/"  # [py] answers {"Authorization": "..
 API_KEY_TOKEN_PATH = "/platform-services-manager/Token"  # noqa: S105  [doc] <x>.login.illumina.com
 CASES_PATH = "/api/test"  # [doc] list (from/size), one case, export
 CREATE_CASE_PATH = "/api/cases/v2/cases"  # [doc][cli] POST, 201, ?dry_run=true [cli]
-STORAGE_PATH = "/api/storage"  # [doc]
+STORAGE_PATH = "/api/storage"  # [doc]; /{id} and /{id}/fs/list [py]
+SAMPLES_PATH = "/api/sample/"  # [py] ?query=<name>&sampleType=fastq
 CANDIDATES_PATH = "/api/candidates"  # [doc]
 
 #: What a case name may look like. Real names are ``EMG`` + 9 digits [ui]; we accept any token of
@@ -88,6 +89,22 @@ def list_cases(offset: int, size: int) -> ApiCall:
 
 def list_storage_providers() -> ApiCall:
     return ApiCall("list_storage_providers", "GET", STORAGE_PATH)
+
+
+def get_storage_provider(storage_id: int) -> ApiCall:
+    """One storage provider, with its ``scheme`` (``basespace``...) [py]."""
+    return ApiCall("get_storage_provider", "GET", f"{STORAGE_PATH}/{int(storage_id)}")
+
+
+def list_storage_folder(storage_id: int, path: str, offset: int, size: int) -> ApiCall:
+    """One page of a storage folder: ``{resources: [{name, alias}], has_more}`` [py]."""
+    params = (("from", str(offset)), ("size", str(size)), ("path", path))
+    return ApiCall("list_storage_folder", "GET", f"{STORAGE_PATH}/{int(storage_id)}/fs/list", params)
+
+
+def find_samples(name: str) -> ApiCall:
+    """The platform's FASTQ samples matching ``name``: ``{total, hits: [{id, note}]}`` [py]."""
+    return ApiCall("find_samples", "GET", SAMPLES_PATH, (("query", name), ("sampleType", "fastq")))
 
 
 def create_case(case: dict[str, Any], *, dry_run: bool = False) -> ApiCall:

@@ -7,12 +7,17 @@ The whole batch, the way a lab uploads it to Emedgene, is three lines::
     batch_summary(created.output, cases=cases)
 
 - :func:`cases_from_batch_csv` adds an :class:`EmedgeneBatchCsvOperator` task that reads the file
-  (:func:`emedgene_provider.cases.batch_csv.read_batch_csv`) and returns the case JSONs, in file order, to map
-  the create over. A file with problems fails the task with every problem listed, and no retry
-  (the file must change first). With ``validate_on_server=True`` every case is first validated by
-  the tenant (``POST /api/cases/v2/cases?dry_run=true``), and if it refuses any, the task fails
-  listing each refusal with its family and the server's words, and returns nothing: no case of
-  the batch is created, as with Emedgene's own batch upload.
+  (:func:`emedgene_provider.cases.batch_csv.read_batch_csv`) and returns the case JSONs, in file
+  order, to map the create over. A file with problems fails the task with every problem listed, and
+  no retry (the file must change first). Rows whose ``Files Names`` is ``auto`` (the FASTQs of a
+  BaseSpace project's biosample) or ``existing`` (a FASTQ sample already on the platform) are
+  resolved on the tenant here (:mod:`emedgene_provider.cases.tenant_samples`), before any case is
+  created; each sample it cannot find is a problem named by family and row. Phenotypes are checked
+  against the HPO when it is at hand (:mod:`emedgene_provider.cases.phenotypes`; the release is
+  logged). With ``validate_on_server=True`` every case is then validated by the tenant (``POST
+  /api/cases/v2/cases?dry_run=true``), and if it refuses any, the task fails listing each refusal
+  with its family and the server's words, and returns nothing: no case of the batch is created, as
+  with Emedgene's own batch upload.
 - Each mapped create is labelled with its Family Id in the UI (the create operator does it for a
   case that carries ``test_data.extra_data.family_id``, as every case of the reader does).
 - :func:`batch_summary` adds an :class:`EmedgeneBatchSummaryOperator` task that returns
@@ -112,12 +117,22 @@ class EmedgeneBatchCsvOperator(BaseOperator):
         except HpoFileError as exc:
             raise AirflowFailException(str(exc)) from None
         self.log.info("Batch CSV %s: %s", location, note)
+        from emedgene_provider.cases.tenant_samples import TenantSamples
+
+        # Asked only for rows the tenant alone can resolve (auto, existing, BaseSpace file ids):
+        # a batch of plain paths reads no connection.
+        tenant = TenantSamples(lambda call: self.hook.get_conn().call(call))
         try:
-            batch = read_batch_csv(location, family_id_key=self.family_id_key, ontology=ontology)
+            batch = read_batch_csv(
+                location, family_id_key=self.family_id_key, resolver=tenant, ontology=ontology
+            )
         except BatchCsvError as error:
             raise AirflowFailException(str(error)) from None
         except OSError as exc:
             raise AirflowFailException(f"batch CSV {str(location)!r} cannot be read: {exc}") from None
+        finally:
+            for line in tenant.resolved:
+                self.log.info("Batch CSV %s: %s", location, line)
         for case in batch:
             for warning in case.warnings:
                 self.log.warning("Family %s: %s", case.family_id, warning)

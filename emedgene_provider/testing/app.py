@@ -31,6 +31,7 @@ from emedgene_provider.client.endpoints import (
     CREATE_CASE_PATH,
     LEGACY_LOGIN_PATH,
     LOGIN_PATH,
+    SAMPLES_PATH,
     STORAGE_PATH,
 )
 from emedgene_provider.testing.config import SimulatorConfig, check_list_options
@@ -38,6 +39,12 @@ from emedgene_provider.testing.faults import Fault, FaultPlan, drip, drop_connec
 from emedgene_provider.testing.quirks import Quirks
 from emedgene_provider.testing.rules import first_refusal
 from emedgene_provider.testing.state import SimCase, SimState
+from emedgene_provider.testing.storage import (
+    DEFAULT_BASESPACE,
+    DEFAULT_PLATFORM_SAMPLES,
+    Storage,
+    unmatched_phenotypes,
+)
 from emedgene_provider.testing.variants import candidates_for, genes_for, variants_for
 from emedgene_provider.testing.webhooks import WebhookSender
 
@@ -97,6 +104,8 @@ class Simulation:
     shuffler: random.Random = field(default_factory=random.Random)
     #: Sends status hints to a receiver, when the options name one.
     webhooks: WebhookSender | None = None
+    #: The BaseSpace folders and platform samples ``auto`` and ``existing`` rows resolve to.
+    storage: Storage = field(default_factory=lambda: Storage(DEFAULT_BASESPACE, DEFAULT_PLATFORM_SAMPLES))
 
     @classmethod
     def from_config(cls, config: SimulatorConfig) -> Simulation:
@@ -115,6 +124,7 @@ class Simulation:
             ),
             quirks=config.quirks,
             shuffler=random.Random(config.seed),  # noqa: S311 - list orders, not secrets
+            storage=Storage(config.basespace, config.platform_samples),
         )
         if config.webhooks is not None:
             simulation.webhooks = WebhookSender(simulation.state, config.webhooks)
@@ -498,7 +508,7 @@ def build_app(sim: Simulation) -> web.Application:
         except ValueError as exc:
             return _error(400, str(exc))
         # The tenant's own rules (testing/rules.py), not the client's: a wrong client rule shows.
-        refusal = first_refusal(body)
+        refusal = first_refusal(body) or unmatched_phenotypes(body)
         if refusal is not None:
             return _error(400, refusal)
         if request.query.get("dry_run", "").lower() in ("true", "1", "yes"):
@@ -579,6 +589,27 @@ def build_app(sim: Simulation) -> web.Application:
             if str(provider["id"]) == wanted:
                 return web.json_response(provider)
         return _error(404, f"Storage provider {wanted} not found")
+
+    async def storage_list(request: web.Request) -> web.Response:
+        try:
+            offset = _int_param(request, "from", 0)
+            size = _int_param(request, "size", 10)
+            storage_id = int(request.match_info["id"])
+        except ValueError as exc:
+            return _error(400, str(exc))
+        path = request.query.get("path", "")
+        page = sim.storage.listing(storage_id, path, offset, size)
+        if page is None:
+            return _error(404, f"Path {path!r} not found in storage {storage_id}")
+        return web.json_response(page)
+
+    async def samples(request: web.Request) -> web.Response:
+        query = request.query.get("query", "")
+        if not query.strip():
+            return _error(400, "query is required")
+        if request.query.get("sampleType", "fastq").lower() != "fastq":
+            return web.json_response({"total": 0, "hits": []})
+        return web.json_response(sim.storage.find(query))
 
     # -- admin ---------------------------------------------------------------------------------
 
@@ -670,6 +701,8 @@ def build_app(sim: Simulation) -> web.Application:
     app.router.add_get(CANDIDATES_PATH + "/{name}", candidates)
     app.router.add_get(STORAGE_PATH, storage)
     app.router.add_get(STORAGE_PATH + "/{id}", storage_one)
+    app.router.add_get(STORAGE_PATH + "/{id}/fs/list", storage_list)
+    app.router.add_get(SAMPLES_PATH, samples)
     app.router.add_get(ADMIN_PREFIX + "counters", admin_counters)
     app.router.add_post(ADMIN_PREFIX + "counters/reset", admin_counters_reset)
     app.router.add_post(ADMIN_PREFIX + "cases/{name}/status", admin_status)

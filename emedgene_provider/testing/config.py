@@ -7,6 +7,12 @@ from dataclasses import dataclass, field
 from emedgene_provider.client import status as st
 from emedgene_provider.testing.quirks import Quirks
 from emedgene_provider.testing.state import TOKEN_STYLES
+from emedgene_provider.testing.storage import (
+    DEFAULT_BASESPACE,
+    DEFAULT_PLATFORM_SAMPLES,
+    PlatformSample,
+    StoredSample,
+)
 from emedgene_provider.testing.webhooks import Webhooks
 
 DEFAULT_USERNAME = "lab-user"
@@ -42,6 +48,8 @@ class SimulatorConfig:
         ``outcome`` among them is reached through Delivered, and they count as delivered.
     :param quirks: how the tenant lags, skews and lies (:class:`Quirks`); ``reset`` restores these.
     :param webhooks: where to send status hints, and their faults (:class:`Webhooks`); none by default.
+    :param basespace: the datasets of the BaseSpace storage (id 3) that ``auto`` rows find.
+    :param platform_samples: the FASTQ samples on the platform that ``existing`` rows reuse.
     """
 
     host: str = "127.0.0.1"
@@ -65,6 +73,8 @@ class SimulatorConfig:
     endless_list: bool = False
     quirks: Quirks = field(default_factory=Quirks)
     webhooks: Webhooks | None = None
+    basespace: tuple[StoredSample, ...] = DEFAULT_BASESPACE
+    platform_samples: tuple[PlatformSample, ...] = DEFAULT_PLATFORM_SAMPLES
 
     def __post_init__(self) -> None:
         if not isinstance(self.quirks, Quirks):

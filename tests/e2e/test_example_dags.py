@@ -238,6 +238,18 @@ def test_batch_dry_runs_then_creates_one_case_per_family_and_collects_the_export
     trio = next(c for c in run.cases if c["test_data"]["extra_data"]["family_id"] == FAMILIES[0])
     assert set(trio["test_data"]["patients"]) == {"proband", "mother", "father", "other"}
     assert trio["test_data"]["extra_data"]["LIMS Order"] == "ORD-88101"
+    by_family = {c["test_data"]["extra_data"]["family_id"]: c["test_data"] for c in run.cases}
+    # the manifest's auto row: its FASTQs found in the BaseSpace project on the tenant (two datasets)
+    auto_files = by_family["SOLO-2026-0311"]["samples"][0]["sampleFiles"]
+    assert [f["filename"] for f in auto_files] == [
+        f"LAB-3050_S1_L00{lane}_R{read}_001.fastq.gz" for lane in (1, 2) for read in (1, 2)
+    ]
+    assert all(f["path"].startswith("/projects/") and f["storage_id"] == 3 for f in auto_files)
+    # its obsolete HPO id, sent as the HPO's replacement (the simulator refuses the obsolete one)
+    assert by_family["SOLO-2026-0312"]["patients"]["proband"]["phenotypes"] == [
+        {"id": "phenotypes/EMG_PHENOTYPE_0001249"},
+        {"id": "phenotypes/EMG_PHENOTYPE_0001252"},
+    ]
     names = sorted(c["name"] for c in run.cases)
     files = sorted((run.data / "batch-exports").iterdir())
     assert [p.name for p in files] == [f"{name}.json" for name in names]

@@ -8,7 +8,6 @@ The e2e run of ``emedgene_clinical_batch`` (real Airflow, both majors) is in tes
 from __future__ import annotations
 
 import copy
-import logging
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ from locations import ROOT
 from emedgene_provider.cases.batch_csv import BatchCsvError, read_batch_csv
 from emedgene_provider.cases.builder import Case, Member, SampleFile, parse_date
 from emedgene_provider.cases.extra_data import family_of
+from emedgene_provider.cases.tenant_samples import TenantSamples
 from emedgene_provider.cases.validation import MAX_NOTES, MAX_PHENOTYPES, case_problems, case_warnings
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 from emedgene_provider.operators.batch import (
@@ -39,13 +39,6 @@ from emedgene_provider.testing.fakes import FakeTI
 DATA = TESTS_DATA / "batch"
 EXAMPLE_BATCH = EXAMPLE_DAGS / "manifests" / "example-batch.csv"
 FAMILIES = ["TRIO-2026-0007", "SOLO-2026-0311", "SOLO-2026-0312"]
-
-
-@pytest.fixture
-def task_log(caplog, capsys):
-    """What the operators logged (Airflow 2 logs through logging, Airflow 3 prints structlog)."""
-    caplog.set_level(logging.INFO)
-    return lambda: caplog.text + capsys.readouterr().out
 
 
 def _dag() -> DAG:
@@ -101,9 +94,10 @@ def test_a_pending_proband_and_an_existing_sample_have_no_problem() -> None:
         assert case_problems(case.to_json()) == []
 
 
-def test_every_batch_fixture_has_no_problem() -> None:
+def test_every_batch_fixture_has_no_problem(sim_conn) -> None:
+    tenant = TenantSamples(EmedgeneHook().get_conn().call)  # the example's auto row
     for path in (EXAMPLE_BATCH, DATA / "trio-exome-vcf.csv", DATA / "singleton-genome-fastq.csv"):
-        for case in read_batch_csv(path):
+        for case in read_batch_csv(path, resolver=tenant):
             assert case_problems(case.payload) == [], case.family_id
             assert case_warnings(case.payload) == []
 
@@ -309,15 +303,16 @@ def test_a_resumed_create_labels_itself_again() -> None:
 # -- reading a batch in a task ----------------------------------------------------------------------
 
 
-def test_read_returns_one_payload_per_family_in_file_order(task_log) -> None:
+def test_read_returns_one_payload_per_family_in_file_order(sim_conn, task_log) -> None:
     op = EmedgeneBatchCsvOperator(task_id="read", source=str(EXAMPLE_BATCH))
     payloads = op.execute(make_context())
     assert [family_of(p) for p in payloads] == FAMILIES
-    assert payloads == [c.payload for c in read_batch_csv(EXAMPLE_BATCH)]
+    tenant = TenantSamples(EmedgeneHook().get_conn().call)
+    assert payloads == [c.payload for c in read_batch_csv(EXAMPLE_BATCH, resolver=tenant)]
     assert f"Batch CSV {EXAMPLE_BATCH}: 3 case(s): {', '.join(FAMILIES)}" in task_log()
 
 
-def test_a_relative_source_is_read_from_the_dag_folder(tmp_path: Path) -> None:
+def test_a_relative_source_is_read_from_the_dag_folder(sim_conn, tmp_path: Path) -> None:
     shutil.copy(EXAMPLE_BATCH, tmp_path / "today.csv")
     with DAG("batch_unit", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
         op = EmedgeneBatchCsvOperator(task_id="read", source="today.csv")
@@ -325,7 +320,7 @@ def test_a_relative_source_is_read_from_the_dag_folder(tmp_path: Path) -> None:
     assert len(op.execute(make_context())) == 3
 
 
-def test_an_object_storage_source_is_read() -> None:
+def test_an_object_storage_source_is_read(sim_conn) -> None:
     op = EmedgeneBatchCsvOperator(task_id="read", source=f"file://{EXAMPLE_BATCH}")
     assert len(op.execute(make_context())) == 3
 
@@ -349,7 +344,7 @@ def test_a_missing_source_fails_or_skips(tmp_path: Path) -> None:
         skipping.execute(make_context())
 
 
-def test_reader_warnings_are_logged(tmp_path: Path, task_log) -> None:
+def test_reader_warnings_are_logged(sim_conn, tmp_path: Path, task_log) -> None:
     text = EXAMPLE_BATCH.read_text().replace("SOLO-2026-0312,Exome,", "SOLO-2026-0312,Oncology Panel,")
     (tmp_path / "batch.csv").write_text(text)
     EmedgeneBatchCsvOperator(task_id="read", source=str(tmp_path / "batch.csv")).execute(make_context())
@@ -404,7 +399,8 @@ def test_an_unreachable_tenant_is_not_a_refusal(sim_conn, monkeypatch) -> None:
 
 
 def test_summary_maps_families_to_case_names_and_statuses(sim_conn, task_log) -> None:
-    payloads = [c.payload for c in read_batch_csv(EXAMPLE_BATCH)]
+    tenant = TenantSamples(EmedgeneHook().get_conn().call)
+    payloads = [c.payload for c in read_batch_csv(EXAMPLE_BATCH, resolver=tenant)]
     hook = EmedgeneHook()
     solo = hook.client.create_case(payloads[1])
     trio = hook.client.create_case(payloads[0])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import sys
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -54,14 +53,6 @@ def _context(try_number: int = 1, store: Any = None, run_id: str = "run1") -> di
         "task_state_store": chaos.TaskStateStore() if store is None else store,
         "dag_run": SimpleNamespace(start_date=datetime.now(timezone.utc)),
     }
-
-
-@pytest.fixture
-def task_log(caplog, capsys):
-    """What the task logged: Airflow 3's task logger writes through structlog to stdout, Airflow
-    2's through logging; read both."""
-    caplog.set_level(logging.INFO)
-    return lambda: caplog.text + capsys.readouterr().out
 
 
 def _creates(sim: Any) -> int:

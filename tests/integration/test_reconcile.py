@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import logging
 import time
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -91,12 +90,6 @@ def make_sim(emedgene_simulator_factory, monkeypatch):
         return sim
 
     return make
-
-
-@pytest.fixture
-def task_log(caplog, capsys):
-    caplog.set_level(logging.INFO)
-    return lambda: caplog.text + capsys.readouterr().out
 
 
 def _creates(sim: EmedgeneSimulator) -> int:

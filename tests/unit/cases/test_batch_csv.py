@@ -784,10 +784,10 @@ def docs_samples() -> list[str]:
 
 
 def test_docs_have_code_samples() -> None:
-    assert len(docs_samples()) >= 3
+    assert len(docs_samples()) == 4  # the third asks a tenant: tests/integration/test_batch_samples.py
 
 
-@pytest.mark.parametrize("index", range(3))
+@pytest.mark.parametrize("index", [0, 1, 3])
 def test_docs_code_sample_runs(
     index: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -795,7 +795,7 @@ def test_docs_code_sample_runs(
     exec(compile(docs_samples()[index], f"docs/batch-csv.md sample {index + 1}", "exec"), {})
     out = capsys.readouterr().out
     assert out.strip()
-    assert {0: "TRIO-0007", 1: "data row 2 (line 5), column 'Relation'", 2: "'sample_type': 'vcf'"}[
+    assert {0: "TRIO-0007", 1: "data row 2 (line 5), column 'Relation'", 3: "'sample_type': 'vcf'"}[
         index
     ] in out
 
