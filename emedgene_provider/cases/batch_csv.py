@@ -22,7 +22,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol, Union
+from typing import IO, TYPE_CHECKING, Any, Protocol, Union
 
 from emedgene_provider.cases.builder import (
     ROLES,
@@ -33,8 +33,9 @@ from emedgene_provider.cases.builder import (
     SampleFile,
 )
 from emedgene_provider.cases.extra_data import FAMILY_ID_KEY, IDEMPOTENCY_FIELD
-from emedgene_provider.cases.hpo import Ontology
-from emedgene_provider.cases.phenotypes import DEFAULT, check_case, resolve_ontology
+
+if TYPE_CHECKING:
+    from emedgene_provider.cases.hpo import Ontology
 
 __all__ = [
     "MAX_CASES",
@@ -482,6 +483,8 @@ def _family(
     ontology: Ontology | None,
     reading: _Reading,
 ) -> BatchCase | None:
+    from emedgene_provider.cases.phenotypes import check_case
+
     """The case of one family, or None when it has problems (added to ``reading``)."""
     before = len(reading.problems)
     members: list[_MemberRow] = []
@@ -574,7 +577,7 @@ def read_batch_csv(
     *,
     family_id_key: str | None = FAMILY_ID_KEY,
     resolver: SampleResolver | None = None,
-    ontology: Ontology | str | None = DEFAULT,
+    ontology: Ontology | str | None = "default",
 ) -> list[BatchCase]:
     """One :class:`BatchCase` per Family Id of a batch CSV, in the order the families first appear.
 
@@ -619,6 +622,8 @@ def read_batch_csv(
         reading.file("the file has 0 cases (no Family Id)")
     elif len(todo) > MAX_CASES:
         reading.file(f"the file has {len(todo)} cases; at most {MAX_CASES} are allowed")
+
+    from emedgene_provider.cases.phenotypes import resolve_ontology
 
     hpo = resolve_ontology(ontology) if todo else None
     cases = [

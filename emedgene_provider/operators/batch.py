@@ -43,8 +43,6 @@ from airflow.providers.common.compat.sdk import (
 
 from emedgene_provider.cases.batch_csv import BatchCase, BatchCsvError, read_batch_csv
 from emedgene_provider.cases.extra_data import FAMILY_ID_KEY, family_of
-from emedgene_provider.cases.hpo import HpoFileError
-from emedgene_provider.cases.phenotypes import ontology_and_note
 from emedgene_provider.client.errors import EmedgeneInvalidRequestError
 from emedgene_provider.hooks.emedgene import EmedgeneHook
 
@@ -109,6 +107,9 @@ class EmedgeneBatchCsvOperator(BaseOperator):
         return Path(self.dag.folder) / path
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
+        from emedgene_provider.cases.hpo import HpoFileError
+        from emedgene_provider.cases.phenotypes import ontology_and_note
+
         location = self._location()
         if self.skip_if_missing and not location.exists():
             raise AirflowSkipException(f"No batch CSV at {location}: nothing to create")

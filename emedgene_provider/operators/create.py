@@ -19,8 +19,6 @@ from airflow.providers.common.compat.sdk import (
 from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
 
 from emedgene_provider.cases.extra_data import FAMILY_ID_KEY
-from emedgene_provider.cases.hpo import HpoFileError
-from emedgene_provider.cases.phenotypes import case_json_problems, ontology_and_note
 from emedgene_provider.cases.validation import case_problems, case_warnings
 from emedgene_provider.client.create import CLOCK_SKEW, CreateRecord, Journal, MemoryJournal
 from emedgene_provider.client.endpoints import case_path_segment
@@ -175,7 +173,11 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
 
     def _phenotype_problems(self, case: dict[str, Any]) -> list[str]:
         """The case's HPO ids and names against the HPO, when it is at hand; sent as written, so
-        an obsolete id is refused naming its replacement (:mod:`emedgene_provider.cases.phenotypes`)."""
+        an obsolete id is refused naming its replacement (:mod:`emedgene_provider.cases.phenotypes`).
+        Imported here: a DAG file importing the operator pays nothing for it."""
+        from emedgene_provider.cases.hpo import HpoFileError
+        from emedgene_provider.cases.phenotypes import case_json_problems, ontology_and_note
+
         try:
             ontology, note = ontology_and_note()
         except HpoFileError as exc:
