@@ -129,6 +129,19 @@ def record_event(uri: str, extra: dict[str, Any], partition_key: str | None) -> 
         return event is not None
 
 
+def _hook(conn_id: str, now: float) -> Any:
+    """The connection's confirming hook, made anew every :data:`CONNECTION_READ_SECONDS` (so an
+    edited connection counts within that), shared by the webhooks in between."""
+    from emedgene_provider.client.process import PROCESS
+    from emedgene_provider.hooks.emedgene import CONNECTION_READ_SECONDS, EmedgeneHook
+
+    held = PROCESS.webhook_hooks.get(conn_id)
+    if held is None or held[0] <= now:
+        held = (now + CONNECTION_READ_SECONDS, EmedgeneHook(emedgene_conn_id=conn_id))
+        PROCESS.webhook_hooks[conn_id] = held
+    return held[1]
+
+
 def announce(
     conn_id: str,
     case_names: Iterable[str],
@@ -143,9 +156,8 @@ def announce(
     from airflow.models.variable import Variable
 
     from emedgene_provider.client.errors import EmedgeneError
-    from emedgene_provider.hooks.emedgene import EmedgeneHook
 
-    hook = EmedgeneHook(emedgene_conn_id=conn_id)
+    hook = _hook(conn_id, now())
     config = hook.config
     read = read_status or hook.get_case_status
     uri = tenant_asset_uri(config.base_url)

@@ -21,6 +21,9 @@ across them is what keeps it cheap and polite (each share below was measured, se
 - ``watchdog``: the one thread that cuts the sockets of calls past their overall deadline.
 - ``hint_watchers``: per event loop, one reader of each connection's webhook hint board for
   every wait on it (:class:`~emedgene_provider.hints.BoardWatcher`).
+- ``webhook_hooks``: per connection id, the hook the webhook receiver confirms hints with, kept
+  30 s: a burst of webhooks reads the connection and logs in once, not once each
+  (:func:`~emedgene_provider.case_events.announce`).
 
 :meth:`ProcessState.reset` forgets every cache (tests, a rotated secret); the watchdog holds only
 the deadlines of calls in flight and is left running. Stdlib and light modules only: a DAG file's
@@ -92,6 +95,7 @@ class ProcessState:
     poll_rng: random.Random = field(default_factory=random.Random)  # spreading polls, not cryptography
     watchdog: Watchdog = field(default_factory=Watchdog)
     hint_watchers: PerLoop[dict[str, Any]] = field(default_factory=lambda: PerLoop(dict))
+    webhook_hooks: dict[str, tuple[float, Any]] = field(default_factory=dict)
 
     def reset(self) -> None:
         """Forget every token, limiter, shared client, connection read, CA context, claim and hint
@@ -103,6 +107,7 @@ class ProcessState:
         self.ca_contexts.clear()
         self.claims.clear()
         self.hint_watchers.clear()
+        self.webhook_hooks.clear()
 
 
 #: A few CA bundles per process; past this many the contexts are dropped and loaded again.

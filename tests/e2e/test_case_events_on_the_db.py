@@ -24,6 +24,11 @@ from airflow.utils.session import create_session
 from sqlalchemy import select
 from emedgene_provider.case_events import announce
 from emedgene_provider.client.errors import EmedgeneNotFoundError
+from emedgene_provider.hooks.emedgene import EmedgeneHook
+
+reads = []
+_get_connection = EmedgeneHook.get_connection.__func__
+EmedgeneHook.get_connection = classmethod(lambda cls, conn_id: reads.append(conn_id) or _get_connection(cls, conn_id))
 
 URI = "emedgene://lab.emedgene.com"
 with create_session() as session:
@@ -53,7 +58,7 @@ with create_session() as session:
     ))
     recorded = [event.extra for event in events[:-1]]
     keys = [getattr(event, "partition_key", None) for event in events]  # none before Airflow 3.2
-print(json.dumps({"rounds": rounds, "recorded": recorded, "partitioned": partitioned, "keys": keys}))
+print(json.dumps({"rounds": rounds, "recorded": recorded, "partitioned": partitioned, "keys": keys, "reads": reads}))
 """
 
 
@@ -72,6 +77,7 @@ def test_confirmed_changes_become_asset_events_once_each(airflow_home: AirflowHo
     )
     out = python_run(env, SCRIPT)
     rounds, recorded = out["rounds"], out["recorded"]
+    assert out["reads"] == ["emedgene_lab", "emedgene_part"]  # one hook per connection for the burst
     assert [len(r) for r in rounds] == [2, 0, 1, 1]
     assert recorded == [event for r in rounds for event in r]  # every announced change is in the DB
     first, second = rounds[0]
