@@ -28,7 +28,12 @@ from emedgene_provider.hooks.emedgene import EmedgeneHook
 
 reads = []
 _get_connection = EmedgeneHook.get_connection.__func__
-EmedgeneHook.get_connection = classmethod(lambda cls, conn_id: reads.append(conn_id) or _get_connection(cls, conn_id))
+
+def counted(cls, conn_id):
+    reads.append(conn_id)
+    return _get_connection(cls, conn_id)
+
+EmedgeneHook.get_connection = classmethod(counted)
 
 URI = "emedgene://lab.emedgene.com"
 with create_session() as session:
@@ -58,7 +63,8 @@ with create_session() as session:
     ))
     recorded = [event.extra for event in events[:-1]]
     keys = [getattr(event, "partition_key", None) for event in events]  # none before Airflow 3.2
-print(json.dumps({"rounds": rounds, "recorded": recorded, "partitioned": partitioned, "keys": keys, "reads": reads}))
+out = {"rounds": rounds, "recorded": recorded, "partitioned": partitioned, "keys": keys, "reads": reads}
+print(json.dumps(out))
 """
 
 
