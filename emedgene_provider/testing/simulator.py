@@ -27,20 +27,17 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from emedgene_provider.client import status as st
 from emedgene_provider.client.endpoints import API_KEY_TOKEN_PATH
 from emedgene_provider.testing import tls
 from emedgene_provider.testing.app import Simulation, build_app
 from emedgene_provider.testing.config import (
-    DEFAULT_API_KEY,
-    DEFAULT_PASSWORD,
-    DEFAULT_USERNAME,
     EXPORT_KEYS,
     SimulatorConfig,
 )
 from emedgene_provider.testing.faults import Fault
 from emedgene_provider.testing.quirks import Quirks
 from emedgene_provider.testing.state import TOKEN_STYLES
+from emedgene_provider.testing.storage import storage_from_json
 from emedgene_provider.testing.webhooks import Sent, Webhooks
 
 T = TypeVar("T")
@@ -156,67 +153,18 @@ class SimulatorServer:
 class EmedgeneSimulator:
     """An Emedgene simulator serving from a background thread, for tests and offline DAG work.
 
-    Use it as a context manager (or call :meth:`start` and :meth:`stop`). Every option is that of
-    the CLI; see ``docs/simulator.md``.
-
-    :param host: interface to listen on.
-    :param port: TCP port; 0 picks a free one.
-    :param username: the user that logs in with a password.
-    :param password: that user's password.
-    :param api_key: the Illumina API key the token endpoint accepts.
-    :param stage_seconds: how long each lifecycle stage lasts.
-    :param token_ttl: token lifetime in seconds; older tokens answer 403.
-    :param page_size_cap: the most cases one list page holds, whatever ``size`` asks.
-    :param token_style: ``plain``, ``expires_in`` or ``jwt``.
-    :param tls: serve HTTPS with a generated CA; its PEM is :attr:`ca_file`.
-    :param cert: serve HTTPS with this certificate instead (with ``key``).
-    :param key: the private key of ``cert``.
-    :param seed: makes case names reproducible.
-    :param outcome: default final status of new cases.
-    :param export_key: list key of the export answer, ``hits`` or ``variants``.
-    :param list_lag: seconds a new case stays out of ``GET /api/test`` (a search index's lag).
-    :param list_lag_max: draw each new case's lag between ``list_lag`` and this.
-    :param endless_list: ``GET /api/test`` never runs out of pages.
-    :param custom_statuses: the lab's custom statuses; :meth:`connection_json` declares them in the
-        connection extra ``custom_statuses``, as a lab would.
-    :param quirks: how the tenant lags, skews and lies (:class:`Quirks`); :meth:`reset` restores these.
-    :param webhooks: send a status hint to a receiver at each status change (:class:`Webhooks`:
-        URL, secret, payload shape, faults); :meth:`webhooks_sent` lists them.
+    Use it as a context manager (or call :meth:`start` and :meth:`stop`). Its options are the
+    fields of :class:`~emedgene_provider.testing.config.SimulatorConfig`, declared and documented
+    there once (and in ``docs/simulator.md``), e.g. ``EmedgeneSimulator(stage_seconds=0.5,
+    quirks=Quirks(read_lag=2))``; ``quirks=None`` means none. :meth:`connection_json` declares the
+    ``custom_statuses`` in the connection extra, as a lab would; :meth:`reset` restores the quirks;
+    :meth:`webhooks_sent` lists the hints sent.
     """
 
-    def __init__(
-        self,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        username: str = DEFAULT_USERNAME,
-        password: str = DEFAULT_PASSWORD,
-        api_key: str = DEFAULT_API_KEY,
-        stage_seconds: float = 2.0,
-        token_ttl: float = 3600.0,
-        page_size_cap: int = 50,
-        token_style: str = "plain",  # noqa: S107 - a style name, not a secret
-        tls: bool = False,
-        cert: str | None = None,
-        key: str | None = None,
-        seed: int | None = None,
-        outcome: str = st.DELIVERED,
-        export_key: str = "hits",
-        custom_statuses: Sequence[str] = (),
-        list_lag: float = 0.0,
-        list_lag_max: float | None = None,
-        endless_list: bool = False,
-        quirks: Quirks | None = None,
-        webhooks: Webhooks | None = None,
-    ) -> None:
-        self.config = SimulatorConfig(
-            host=host, port=port, username=username, password=password, api_key=api_key,
-            stage_seconds=stage_seconds, token_ttl=token_ttl, page_size_cap=page_size_cap,
-            token_style=token_style, tls=tls, cert=cert, key=key, seed=seed, outcome=outcome,
-            export_key=export_key, custom_statuses=tuple(custom_statuses),
-            list_lag=list_lag, list_lag_max=list_lag_max, endless_list=endless_list,
-            quirks=Quirks() if quirks is None else quirks, webhooks=webhooks,
-        )  # fmt: skip
+    def __init__(self, **options: Any) -> None:
+        if options.get("quirks", ...) is None:
+            del options["quirks"]
+        self.config = SimulatorConfig(**options)
         self._server = SimulatorServer(self.config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -508,6 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
         "interval, delay_seconds, timeout, seed, and the faults drop, duplicate, delay, reorder, "
         "unsigned, forged, false_status (probabilities)",
     )
+    parser.add_argument(
+        "--storage",
+        metavar="FILE.json",
+        help='the BaseSpace datasets and platform samples that batch rows "auto" and "existing" find: '
+        '{"basespace": [{"project", "biosample", "files"}], "platform_samples": [{"name", "id"}]}',
+    )
     return parser
 
 
@@ -570,8 +524,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             options["custom_statuses"] = tuple(options["custom_statuses"])
         options["quirks"] = parse_quirks(options.get("quirks", ()))
         options["webhooks"] = parse_webhooks(options.get("webhooks", ()))
+        if "storage" in options:
+            with open(options.pop("storage"), encoding="utf-8") as fh:
+                options["basespace"], options["platform_samples"] = storage_from_json(json.load(fh))
         config = SimulatorConfig(**options)
-    except ValueError as exc:
+    except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     asyncio.run(serve(config))

@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 #: Obsolete HPO terms (HPO release 2025-11-24) the simulated tenant answers "Unmatched" for.
-RETIRED_PHENOTYPES = frozenset(
-    f"phenotypes/EMG_PHENOTYPE_{n}" for n in ("0000057", "0001425", "0011398")
-)
+RETIRED_PHENOTYPES = frozenset(f"phenotypes/EMG_PHENOTYPE_{n}" for n in ("0000057", "0001425", "0011398"))
 PAGE_CAP = 25
 #: The BaseSpace storage of the simulator's storage list (``GET /api/storage``).
 BASESPACE_STORAGE_ID = 3
@@ -64,6 +62,31 @@ DEFAULT_PLATFORM_SAMPLES: tuple[PlatformSample, ...] = (
     PlatformSample("LAB-0990-RERUN", 5002),  # a search for LAB-0990 finds both
     PlatformSample("LAB-0991", 5003),
 )
+
+
+def storage_from_json(data: Any) -> tuple[tuple[StoredSample, ...], tuple[PlatformSample, ...]]:
+    """``{"basespace": [{"project", "biosample", "files": [...]}], "platform_samples": [{"name",
+    "id"}]}`` (either key may be left out: the defaults stay) as the simulator's two options.
+
+    :raises ValueError: naming the entry that is not of that shape.
+    """
+    if not isinstance(data, dict) or set(data) - {"basespace", "platform_samples"}:
+        raise ValueError('a storage file is {"basespace": [...], "platform_samples": [...]}')
+    basespace, samples = DEFAULT_BASESPACE, DEFAULT_PLATFORM_SAMPLES
+    try:
+        if "basespace" in data:
+            basespace = tuple(
+                StoredSample(str(e["project"]), str(e["biosample"]), tuple(map(str, e["files"])))
+                for e in data["basespace"]
+            )
+        if "platform_samples" in data:
+            samples = tuple(PlatformSample(str(e["name"]), int(e["id"])) for e in data["platform_samples"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(
+            "storage file: each basespace entry needs project, biosample and files (a list), each "
+            f"platform sample a name and an integer id ({exc!r})"
+        ) from None
+    return basespace, samples
 
 
 class Storage:

@@ -409,3 +409,52 @@ def test_stale_keepalive_drops_a_request_on_an_idle_connection(emedgene_simulato
     counters = sim.counters()
     assert counters["stale_drops"] == 1
     assert counters["requests"]["GET /api/test"] == 4  # the dropped request was never read
+
+
+# -- storage folders and sample search (auto and existing batch rows) -----------------------------
+
+
+def test_storage_folders_page_and_samples_are_searched(emedgene_simulator_factory: Factory) -> None:
+    from emedgene_provider.testing.storage import PAGE_CAP, PlatformSample, StoredSample
+
+    sim = emedgene_simulator_factory(
+        basespace=tuple(StoredSample("P", f"B{n}", (f"B{n}_R1.fastq.gz",)) for n in range(PAGE_CAP + 3)),
+        platform_samples=(PlatformSample("S-1", 11), PlatformSample("s-10", 12)),
+    )
+    token = requests.post(
+        sim.url + "/api/auth/v2/api_login/", json={"username": sim.username, "password": sim.password}
+    ).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def folder(path: str, start: int = 0, storage: int = 3) -> requests.Response:
+        url = f"{sim.url}/api/storage/{storage}/fs/list"
+        return requests.get(url, params={"path": path, "from": start, "size": 100}, headers=auth)
+
+    assert folder("/projects/").json() == {"resources": [{"name": "1000", "alias": "P"}], "has_more": False}
+    first = folder("/projects/1000/biosamples/").json()
+    assert len(first["resources"]) == PAGE_CAP and first["has_more"] is True  # size 100, capped
+    rest = folder("/projects/1000/biosamples", start=PAGE_CAP).json()  # the trailing slash is optional
+    assert [r["alias"] for r in rest["resources"]] == [f"B{n}" for n in range(PAGE_CAP, PAGE_CAP + 3)]
+    assert rest["has_more"] is False
+    assert folder("/projects/999/biosamples/").status_code == 404
+    assert folder("/projects/", storage=7).status_code == 404  # the S3 storage has no BaseSpace tree
+    search = requests.get(
+        f"{sim.url}/api/sample/", params={"query": "S-1", "sampleType": "fastq"}, headers=auth
+    )
+    assert search.json() == {"total": 2, "hits": [{"id": 11, "note": "S-1"}, {"id": 12, "note": "s-10"}]}
+    assert requests.get(f"{sim.url}/api/sample/", headers=auth).status_code == 400
+    assert requests.get(f"{sim.url}/api/sample/", params={"query": "S"}).status_code == 401
+
+
+def test_the_storage_file_option(tmp_path, capsys) -> None:
+    from emedgene_provider.testing.storage import storage_from_json
+
+    basespace, samples = storage_from_json({"platform_samples": [{"name": "LAB-1", "id": 7}]})
+    assert samples[0].name == "LAB-1" and samples[0].id == 7 and len(basespace) > 30  # defaults kept
+    with pytest.raises(ValueError, match="project, biosample and files"):
+        storage_from_json({"basespace": [{"project": "P"}]})
+    bad = tmp_path / "storage.json"
+    bad.write_text('{"basespace": [{"project": "P"}]}')
+    assert main(["--storage", str(bad)]) == 2
+    assert "project, biosample and files" in capsys.readouterr().err
+    assert main(["--storage", str(tmp_path / "missing.json")]) == 2
