@@ -100,7 +100,8 @@ def case_json_problems(case: Any, ontology: Ontology | str | None = DEFAULT) -> 
     """The phenotypes of a case JSON that ``ontology``'s release refuses, each named by where it
     is (``test_data.patients.proband.phenotypes[0]``); empty without an ontology."""
     found = resolve_ontology(ontology)
-    patients = (case.get("test_data") or {}).get("patients") if isinstance(case, dict) else None
+    td = case.get("test_data") if isinstance(case, dict) else None
+    patients = td.get("patients") if isinstance(td, dict) else None
     if found is None or not isinstance(patients, dict):
         return []
     members: list[tuple[str, Any]] = [(r, patients.get(r)) for r in ("proband", "mother", "father")]

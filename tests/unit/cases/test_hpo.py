@@ -238,6 +238,13 @@ def test_a_written_case_json_is_refused_for_obsolete_or_unknown_terms(mini: hpo.
     ]
     assert found[0].endswith("write phenotypes/EMG_PHENOTYPE_0008665")
     assert case_json_problems(case, None) == []
+    for broken in (
+        {"test_data": 1},
+        {"test_data": {"patients": []}},
+        [],
+        {"test_data": {"patients": {"proband": 3}}},
+    ):
+        assert case_json_problems(broken, mini) == []  # the shape check's to report
 
 
 def test_the_create_operator_refuses_an_obsolete_id_before_sending(monkeypatch: pytest.MonkeyPatch) -> None:
