@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from airflow_fixtures import connect, make_context, valid_case
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from emedgene_provider.client import endpoints, records
@@ -162,14 +162,42 @@ def _answers(draw: st.DrawFn) -> bytes:
     return data
 
 
+def _names_a_key_twice(body: bytes) -> bool:
+    """Whether ``body`` is JSON with an object that names a key twice."""
+    seen: list[bool] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen.append(len({k for k, _ in items}) < len(items))
+        return dict(items)
+
+    try:
+        json.loads(body, object_pairs_hook=pairs)
+    except ValueError:
+        return False
+    return any(seen)
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=_answers(), sizes=st.lists(st.integers(1, 97), min_size=1, max_size=4))
+@example(
+    body=b' {"variants": [[1.2143017756390018e+138,1.135992046677213e-175],{"\xe2\x80\xa8\\u0001":-499451," }{\xe2\x80\xa8\xe2\x80\xa8\\n:":false},{"":[],"\\"\\u0001bb\xc3\xa9\\u0001\xc3\xa9,":{"\\t}\\\\\\",]\\"\xc3\xa9":[]},"":null}], "pad": [[1.2143017756390018e+138,1.135992046677213e-175],{"\xe2\x80\xa8\\u0001":-499451," }{\xe2\x80\xa8\xe2\x80\xa8\\n:":false},{"":[],"\\"\\u0001bb\xc3\xa9\\u0001\xc3\xa9,":{"\\t}\\\\\\",]\\"\xc3\xa9":[]},"{":null}], "total": [[1.2143017756390018e+138,1.135992046677213e-175],{"\xe2\x80\xa8\\u0001":-499451," }{\xe2\x80\xa8\xe2\x80\xa8\\n:":false},{"":[],"\\"\\u0001bb\xc3\xa9\\u0001\xc3\xa9,":{"\\t}\\\\\\",]\\"\xc3\xa9":[]},"{":null}], "total": [[1.2143017756390018e+138,1.135992046677213e-175],{"\xe2\x80\xa8\\u0001":-499451," }{\xe2\x80\xa8\xe2\x80\xa8\\n:":false},{"":[],"\\"\\u0001bb\xc3\xa9\\u0001\xc3\xa9,":{"\\t}\\\\\\",]\\"\xc3\xa9":[]},"{":null}]}',  # noqa: E501
+    sizes=[1],
+).via("a server answer naming keys twice and holding lists that differ (found 2026-12-03)")
+@example(
+    body=b' {"variants": [[1.2143017756331298e+138,1.135992046677213e-175],{"\\u0001\xe2\x80\xa8":-100000," }{\xe2\x80\xa8\xe2\x80\xa8\\n:":false},{"":[],":::\\"\\"\\"\\u0001\\u0001":{":::\\"\\"\\"\\"\\"":[]},"":null}], "pad": [[1.2143017756331298e+138,1.135992046677213e-175],{"\\u0001\xe2\x80\xa8":-100000," }{\xe2\x80\xa8\xe2\x80\xa8\\n:":false},{"":[],":::\\"\\"\\"\\u0001\\u0001":{":::\\"\\"\\"\\"\\"":[]},"{":null}], "hits": [[1.2143017756331298e+138,1.135992046677213e-175],{"\\u0001\xe2\x80\xa8":-100000," }{\xe2\x80\xa8\xe2\x80\xa8\\n:":false},{"":[],":::\\"\\"\\"\\u0001\\u0001":{":::\\"\\"\\"\\"\\"":[]},"{":null}], "total": [[1.2143017756331298e+138,1.135992046677213e-175],{"\\u0001\xe2\x80\xa8":-100000," }{\xe2\x80\xa8\xe2\x80\xa8\\n:":false},{"":[],":::\\"\\"\\"\\u0001\\u0001":{":::\\"\\"\\"\\"\\"":[]},"{":null}]}',  # noqa: E501
+    sizes=[1],
+).via("a server answer naming keys twice and holding lists that differ (found 2026-12-03)")
 def test_the_stream_agrees_with_the_in_memory_path(
     small_segments: None, body: bytes, sizes: list[int]
 ) -> None:
     """Whatever the answer and however it is chunked: the same records, or the same error."""
     expected = _in_memory(body)
     got = _streamed(body, sizes)
+    if expected[0] == got[0] == "error" and expected != got and _names_a_key_twice(body):
+        # Several faults, one a key named twice somewhere: both refuse the answer, each naming the
+        # first fault its own order meets (the stream reads the envelope's keys before the records).
+        assert got[1] is expected[1] is EmedgeneUnexpectedResponseError, (expected, got)
+        return
     if got[0] == "error" and "they differ" in got[2] and expected != got:
         # The one divergence, failing closed: both lists present, equal in value, spelt differently
         # (``[1]`` and ``[1.0]``); the stream compares their bytes, having written only one of them,
