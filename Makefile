@@ -22,13 +22,13 @@ venvs: $(AF3)/.installed $(AF2)/.installed
 $(AF3)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(AF3)
 	$(AF3)/bin/pip install -q --upgrade pip
-	$(AF3)/bin/pip install -q "apache-airflow==$(AIRFLOW3)" -e ".[test,lint,hpo]"
+	$(AF3)/bin/pip install -q "apache-airflow==$(AIRFLOW3)" -e ".[test,lint,hpo,openlineage]"
 	touch $@
 
 $(AF2)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(AF2)
 	$(AF2)/bin/pip install -q --upgrade pip
-	$(AF2)/bin/pip install -q "apache-airflow==$(AIRFLOW2)" -e ".[test,hpo]"
+	$(AF2)/bin/pip install -q "apache-airflow==$(AIRFLOW2)" -e ".[test,hpo,openlineage]"
 	touch $@
 
 lint: $(AF3)/.installed

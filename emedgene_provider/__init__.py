@@ -54,8 +54,33 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             },
         ],
-        # One Asset per tenant, emedgene://<tenant host>: its events are case status changes.
-        "asset-uris": [{"schemes": ["emedgene"], "handler": "emedgene_provider.case_events.sanitize_uri"}],
+        # One Asset per tenant, emedgene://<tenant host>: its events are case status changes. Its
+        # OpenLineage dataset is the one the operators' cases share a namespace with (lineage.py).
+        "asset-uris": [
+            {
+                "schemes": ["emedgene"],
+                "handler": "emedgene_provider.case_events.sanitize_uri",
+                "to_openlineage_converter": "emedgene_provider.lineage.convert_asset_to_openlineage",
+            }
+        ],
+        "config": {
+            "emedgene": {
+                "description": "The Emedgene provider's settings for the whole deployment (a tenant's "
+                "are its connection's extras).",
+                "options": {
+                    "lineage_plain_paths": {
+                        "description": "Send sample file and result file paths in OpenLineage events "
+                        "as they are. Off by default: paths can hold patient data (sample names) and "
+                        "lineage events leave the cluster, so each path is sent as sha256:<hex>. "
+                        "See docs/lineage.md.",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "True",
+                        "default": "False",
+                    },
+                },
+            },
+        },
         "extra-links": ["emedgene_provider.links.emedgene.EmedgeneCaseLink"],
         "connection-types": [
             {

@@ -9,6 +9,7 @@ from typing import Any
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from emedgene_provider.hooks.emedgene import EmedgeneHook
+from emedgene_provider.lineage import CaseLineage, operator_lineage
 from emedgene_provider.links.emedgene import XCOM_CASE_STATUS, XCOM_CASE_URL, EmedgeneCaseLink
 
 
@@ -24,6 +25,8 @@ class _EmedgeneCaseOperator(BaseOperator):
 
     operator_extra_links = (EmedgeneCaseLink(),)
     ui_color = "#d9ecf7"
+    #: What this try read and wrote, set in ``execute``, for OpenLineage (:mod:`emedgene_provider.lineage`).
+    _lineage: CaseLineage | None = None
 
     def __init__(self, *, emedgene_conn_id: str = EmedgeneHook.default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -35,6 +38,21 @@ class _EmedgeneCaseOperator(BaseOperator):
 
     def push_case_url(self, context: Any, case_name: str) -> None:
         context["ti"].xcom_push(key=XCOM_CASE_URL, value=self.hook.config.case_url(case_name))
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        """What the task is about to read (its templates are rendered by then). Without it
+        OpenLineage would fall back to the files the process's ObjectStoragePath calls touched,
+        by their plain paths."""
+        return operator_lineage(self._lineage_at_start())
+
+    def _lineage_at_start(self) -> CaseLineage | None:
+        case_name = getattr(self, "case_name", None)
+        return CaseLineage(self.hook.config.base_url, str(case_name)) if case_name else None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The OpenLineage provider's hook (also on failure): what ``_lineage`` recorded, paths
+        hashed by default. OpenLineage is imported only here, so the provider works without it."""
+        return operator_lineage(self._lineage, tenant=lambda: self.hook.config.base_url)
 
 
 class EmedgeneGetCaseOperator(_EmedgeneCaseOperator):
@@ -53,4 +71,5 @@ class EmedgeneGetCaseOperator(_EmedgeneCaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         self.push_case_url(context, self.case_name)
+        self._lineage = CaseLineage(self.hook.config.base_url, str(self.case_name))
         return self.hook.get_case(self.case_name, self.test_fields)

@@ -31,6 +31,7 @@ from emedgene_provider.client.events import (
     parse_status_event,
 )
 from emedgene_provider.client.polling import PollSchedule
+from emedgene_provider.lineage import CaseLineage
 from emedgene_provider.links.emedgene import XCOM_CASE_NAME
 from emedgene_provider.operators.case import _EmedgeneCaseOperator, push_case_status
 from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger, EmedgeneCreateReconcileTrigger
@@ -245,6 +246,7 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
         chooses: block through a reconcile window, or defer it to the triggerer."""
         self._announced: str | None = None
         case = self.load_case(context)
+        self._lineage = CaseLineage.of_create(None, case)  # the files, case or not; tenant read at event time
         key = self.idempotency_key or default_idempotency_key(context)
         journal, durable = self._journal(context)
         retry = int(getattr(context["ti"], "try_number", 1) or 1) > 1
@@ -285,6 +287,7 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
                 method_name="execute_reconciled",
             )
         self._announce(context, case_name)
+        self._lineage = CaseLineage.of_create(self.hook.config.base_url, case, case_name)
         if created:
             self.log.info("Created Emedgene case %s (key %r)", case_name, key)
         else:
@@ -375,9 +378,26 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
         self._label_map_index(context, self.case)  # a resumed task renders its label anew
         status = resume(event)
         case_name = parse_status_event(event)["case_name"]
+        # The tenant is read when the event is made: a lineage need must not fail a delivered case here.
+        self._lineage = CaseLineage.of_create(None, self._case_as_sent(context), case_name)
         self.log.info("Emedgene case %s reached %r", case_name, status)
         push_case_status(context, case_name, status)
         return case_name
+
+    def _lineage_at_start(self) -> CaseLineage | None:
+        """The sample files of the rendered case (a case file still to be read: none yet)."""
+        return CaseLineage.of_create(self.hook.config.base_url, self.case)
+
+    def _case_as_sent(self, context: Any) -> Any:
+        """The rendered case again, after a deferral, for lineage only: a case file is read anew,
+        and one that cannot be read gives no sample files rather than failing a delivered case."""
+        case = self.case
+        if isinstance(case, str) and case.strip().endswith(".json") and not case.lstrip().startswith("{"):
+            try:
+                return self._read_case_file(case.strip(), context)
+            except Exception:  # a file gone, a template that no longer renders: no files, no failure
+                return None
+        return case
 
 
 class _StoreJournal:

@@ -9,6 +9,7 @@ from typing import Any, TypedDict
 
 from airflow.providers.common.compat.sdk import AirflowFailException, Asset, AssetAlias, ObjectStoragePath
 
+from emedgene_provider.lineage import CaseLineage
 from emedgene_provider.operators.assets import (
     CANDIDATES_ASSET_ALIAS,
     EXPORTS_ASSET_ALIAS,
@@ -144,6 +145,7 @@ class _EmedgeneResultOperator(_EmedgeneCaseOperator):
 
     def execute(self, context: Any) -> EmedgeneResult:
         self.push_case_url(context, self.case_name)
+        self._lineage = CaseLineage(self.hook.config.base_url, str(self.case_name))
         if self.output_path:
             location = str(self.output_path)
             if location.endswith("/"):  # a folder: one file per case, so mapped tasks don't collide
@@ -152,6 +154,9 @@ class _EmedgeneResultOperator(_EmedgeneCaseOperator):
             # Streamed from the socket to the store, the file complete or absent (the hook's *_to).
             count = self.fetch_to(path)
             self.log.info("Wrote %d %s of case %s to %s", count, self.what, self.case_name, path)
+            self._lineage = CaseLineage(
+                self.hook.config.base_url, str(self.case_name), written_uri=asset_uri(path)
+            )
             self.attach_asset(context, path, count)
             return EmedgeneResult(case_name=str(self.case_name), count=count, path=str(path), records=None)
         records = self.fetch()

@@ -37,6 +37,9 @@ HEAVY = (
     "aiohttp",
     "tenacity",
     "cryptography",
+    # the [openlineage] extra: imported only in the operators' OpenLineage methods
+    "openlineage",
+    "airflow.providers.openlineage",
 )
 
 
