@@ -104,6 +104,8 @@ class Simulation:
     shuffler: random.Random = field(default_factory=random.Random)
     #: Sends status hints to a receiver, when the options name one.
     webhooks: WebhookSender | None = None
+    #: Closes the listener for ``seconds``, then listens again on its port (the server sets it).
+    outage: Callable[[float], None] | None = None
     #: The BaseSpace folders and platform samples ``auto`` and ``existing`` rows resolve to.
     storage: Storage = field(default_factory=lambda: Storage(DEFAULT_BASESPACE, DEFAULT_PLATFORM_SAMPLES))
 
@@ -683,6 +685,19 @@ def build_app(sim: Simulation) -> web.Application:
                 return _error(400, str(exc))
         return web.json_response(sim.quirks.to_json())
 
+    async def admin_outage(request: web.Request) -> web.Response:
+        try:
+            body = await _json_body(request)
+            seconds = float(body.get("seconds", -1)) if isinstance(body, dict) else -1.0
+            if not 0 < seconds <= 3600:
+                raise ValueError('expected {"seconds": <more than 0, at most 3600>}')
+        except (TypeError, ValueError) as exc:
+            return _error(400, str(exc))
+        if sim.outage is None:
+            return _error(409, "this simulator cannot stop listening (no server runs it)")
+        sim.outage(seconds)
+        return web.json_response({"message": f"Refusing connections for {seconds:g} s"})
+
     def _admin_action(action: Callable[[], None], done: str) -> Handler:
         async def handle(request: web.Request) -> web.Response:
             action()
@@ -714,4 +729,5 @@ def build_app(sim: Simulation) -> web.Application:
     app.router.add_post(ADMIN_PREFIX + "tokens/revoke", _admin_action(state.revoke_tokens, "Tokens revoked"))
     app.router.add_post(ADMIN_PREFIX + "tokens/expire", _admin_action(state.expire_tokens, "Tokens expired"))
     app.router.add_post(ADMIN_PREFIX + "reset", _admin_action(sim.reset, "Simulator reset"))
+    app.router.add_post(ADMIN_PREFIX + "outage", admin_outage)
     return app

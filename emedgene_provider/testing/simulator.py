@@ -59,6 +59,24 @@ class SimulatorServer:
         self._tmpdir: str | None = None
         self._ssl_context: Any = None
         self._runner: web.AppRunner | None = None
+        self._outage: asyncio.Task[None] | None = None
+        self.simulation.outage = self.refuse_connections
+
+    def refuse_connections(self, seconds: float) -> None:
+        """The tenant down: close the listener (connections are refused, open ones cut) for
+        ``seconds``, then listen again on the same port, the state kept. Called from a request
+        (``POST /_simulator/outage``): the listener closes once that answer has gone."""
+        loop = asyncio.get_running_loop()
+
+        async def down() -> None:
+            await asyncio.sleep(0.2)  # the admin call's answer first
+            await self.stop_listening()
+            await asyncio.sleep(seconds)
+            if self._runner is None:
+                await self.start()
+
+        if self._outage is None or self._outage.done():
+            self._outage = loop.create_task(down())
 
     @property
     def url(self) -> str:
@@ -142,6 +160,8 @@ class SimulatorServer:
 
     async def close(self) -> None:
         """Stop for good and remove the generated certificates."""
+        if self._outage is not None:
+            self._outage.cancel()
         if self.simulation.webhooks is not None:
             await self.simulation.webhooks.stop()
         await self.stop_listening()

@@ -458,3 +458,38 @@ def test_the_storage_file_option(tmp_path, capsys) -> None:
     assert main(["--storage", str(bad)]) == 2
     assert "project, biosample and files" in capsys.readouterr().err
     assert main(["--storage", str(tmp_path / "missing.json")]) == 2
+
+
+# -- the tenant down: connections refused, then back with its state ---------------------------------
+
+
+def test_an_outage_refuses_connections_then_the_tenant_comes_back(
+    emedgene_simulator_factory: Factory,
+) -> None:
+    import socket
+    import time as clock
+
+    from airflow_fixtures import valid_case
+
+    from emedgene_provider.client.config import config_from_connection
+    from emedgene_provider.client.errors import EmedgeneUnavailableError
+    from emedgene_provider.client.sync import EmedgeneClient
+
+    sim = emedgene_simulator_factory()
+    config = config_from_connection(
+        host=sim.url, login=sim.username, password=sim.password, extra={"max_retries": 0}
+    )
+    client = EmedgeneClient(config)
+    name = client.create_case(valid_case())
+    bad = requests.post(sim.url + "/_simulator/outage", json={"seconds": 0})
+    assert bad.status_code == 400
+    answer = requests.post(sim.url + "/_simulator/outage", json={"seconds": 1.5})
+    assert answer.status_code == 200 and answer.json() == {"message": "Refusing connections for 1.5 s"}
+    clock.sleep(0.5)
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", sim.port), 1):
+        pass
+    with pytest.raises(EmedgeneUnavailableError, match=r"(?i)connection"):  # its words: issue 20
+        EmedgeneClient(config).get_case_status(name)
+    clock.sleep(1.5)
+    assert EmedgeneClient(config).get_case_status(name)  # back, on its port, with its cases
+    assert sim.counters()["cases_created"] == 1
