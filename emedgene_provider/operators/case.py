@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from emedgene_provider.hooks.emedgene import EmedgeneHook
-from emedgene_provider.lineage import CaseLineage, operator_lineage
 from emedgene_provider.links.emedgene import XCOM_CASE_STATUS, XCOM_CASE_URL, EmedgeneCaseLink
+
+if TYPE_CHECKING:
+    from emedgene_provider.lineage import CaseLineage
 
 
 def push_case_status(context: Any, case_name: str, status: str) -> str:
@@ -43,15 +45,21 @@ class _EmedgeneCaseOperator(BaseOperator):
         """What the task is about to read (its templates are rendered by then). Without it
         OpenLineage would fall back to the files the process's ObjectStoragePath calls touched,
         by their plain paths."""
+        from emedgene_provider.lineage import operator_lineage
+
         return operator_lineage(self._lineage_at_start())
 
     def _lineage_at_start(self) -> CaseLineage | None:
+        from emedgene_provider.lineage import CaseLineage
+
         case_name = getattr(self, "case_name", None)
         return CaseLineage(self.hook.config.base_url, str(case_name)) if case_name else None
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """The OpenLineage provider's hook (also on failure): what ``_lineage`` recorded, paths
         hashed by default. OpenLineage is imported only here, so the provider works without it."""
+        from emedgene_provider.lineage import operator_lineage
+
         return operator_lineage(self._lineage, tenant=lambda: self.hook.config.base_url)
 
 
@@ -70,6 +78,8 @@ class EmedgeneGetCaseOperator(_EmedgeneCaseOperator):
         self.test_fields = test_fields
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from emedgene_provider.lineage import CaseLineage
+
         self.push_case_url(context, self.case_name)
         self._lineage = CaseLineage(self.hook.config.base_url, str(self.case_name))
         return self.hook.get_case(self.case_name, self.test_fields)

@@ -31,7 +31,6 @@ from emedgene_provider.client.events import (
     parse_status_event,
 )
 from emedgene_provider.client.polling import PollSchedule
-from emedgene_provider.lineage import CaseLineage
 from emedgene_provider.links.emedgene import XCOM_CASE_NAME
 from emedgene_provider.operators.case import _EmedgeneCaseOperator, push_case_status
 from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger, EmedgeneCreateReconcileTrigger
@@ -39,6 +38,7 @@ from emedgene_provider.waiting import DEFAULT_TARGETS, check_case, resume, statu
 
 if TYPE_CHECKING:
     from emedgene_provider.client.claims import KeyClaims
+    from emedgene_provider.lineage import CaseLineage
 
 #: The context variable that holds a mapped create's Family Id for its ``map_index_template``.
 FAMILY_ID_CONTEXT_KEY = "emedgene_family_id"
@@ -244,6 +244,8 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
         """Create the case at most once (the hook drives :class:`~emedgene_provider.client.create.CreateOnce`,
         saving its record in the journal after every step), then wait for it. The operator only
         chooses: block through a reconcile window, or defer it to the triggerer."""
+        from emedgene_provider.lineage import CaseLineage
+
         self._announced: str | None = None
         case = self.load_case(context)
         self._lineage = CaseLineage.of_create(None, case)  # the files, case or not; tenant read at event time
@@ -378,6 +380,8 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
         self._label_map_index(context, self.case)  # a resumed task renders its label anew
         status = resume(event)
         case_name = parse_status_event(event)["case_name"]
+        from emedgene_provider.lineage import CaseLineage
+
         # The tenant is read when the event is made: a lineage need must not fail a delivered case here.
         self._lineage = CaseLineage.of_create(None, self._case_as_sent(context), case_name)
         self.log.info("Emedgene case %s reached %r", case_name, status)
@@ -386,6 +390,8 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
 
     def _lineage_at_start(self) -> CaseLineage | None:
         """The sample files of the rendered case (a case file still to be read: none yet)."""
+        from emedgene_provider.lineage import CaseLineage
+
         return CaseLineage.of_create(self.hook.config.base_url, self.case)
 
     def _case_as_sent(self, context: Any) -> Any:

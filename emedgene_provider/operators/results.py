@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow.providers.common.compat.sdk import AirflowFailException, Asset, AssetAlias, ObjectStoragePath
 
-from emedgene_provider.lineage import CaseLineage
 from emedgene_provider.operators.assets import (
     CANDIDATES_ASSET_ALIAS,
     EXPORTS_ASSET_ALIAS,
@@ -18,6 +17,9 @@ from emedgene_provider.operators.assets import (
     with_alias,
 )
 from emedgene_provider.operators.case import _EmedgeneCaseOperator
+
+if TYPE_CHECKING:
+    pass
 
 #: Above this many bytes of JSON a result belongs in object storage, not in XCom.
 DEFAULT_MAX_XCOM_BYTES = 512 * 1024
@@ -144,6 +146,8 @@ class _EmedgeneResultOperator(_EmedgeneCaseOperator):
         raise NotImplementedError
 
     def execute(self, context: Any) -> EmedgeneResult:
+        from emedgene_provider.lineage import CaseLineage  # for OpenLineage only: not on a DAG's parse
+
         self.push_case_url(context, self.case_name)
         self._lineage = CaseLineage(self.hook.config.base_url, str(self.case_name))
         if self.output_path:
