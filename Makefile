@@ -15,7 +15,7 @@ DEMO_HOME ?= .demo
 BENCH_HOME ?= .bench
 CLUSTER_ARGS ?=
 
-.PHONY: demo test test3 test2 lint venvs clean dist bench bench-cluster postgres pg-start pg-stop browser
+.PHONY: demo test test3 test2 lint venvs clean dist bench bench-cluster postgres pg-start pg-stop browser redis
 
 venvs: $(AF3)/.installed $(AF2)/.installed
 
@@ -92,7 +92,7 @@ CLUSTER_BENCH = BENCH_HOME=$(BENCH_HOME) bench/pg.sh run \
 
 # Every benchmark (bench/run_all.py), then the cluster benchmark; both run, and either failing
 # fails the target. (No $(MAKE) in the recipe: `make -n bench` must not run anything.)
-bench: $(AF3)/.bench-installed postgres browser
+bench: $(AF3)/.bench-installed postgres redis browser
 	@status=0; \
 	$(AF3)/bin/python bench/run_all.py || status=1; \
 	$(AF3)/bin/python bench/webhook_economy.py || status=1; \
@@ -100,8 +100,15 @@ bench: $(AF3)/.bench-installed postgres browser
 	$(CLUSTER_BENCH) || status=1; \
 	exit $$status
 
-bench-cluster: $(AF3)/.bench-installed postgres
+bench-cluster: $(AF3)/.bench-installed postgres redis
 	$(CLUSTER_BENCH)
+
+# The cluster's Celery broker: Debian's redis-server unless it is already installed (the bench
+# starts its own on a free port and stops it).
+redis:
+	@command -v redis-server >/dev/null || { \
+	  SUDO=$$(command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q redis-server; }
 
 # PostgreSQL's tools: Debian's postgresql package unless initdb is already installed.
 postgres:

@@ -1,8 +1,11 @@
 """Benchmark 6 of issue 8: the example batch DAG through a real Airflow 3 cluster shape.
 
 ``emedgene_clinical_batch`` runs with a 50-sample manifest (its ``manifest`` param, given as the
-run's conf) under ``airflow api-server``, ``airflow dag-processor``, ``airflow scheduler``
-(LocalExecutor) and **two** ``airflow triggerer`` processes, on PostgreSQL as the metadata DB
+run's conf) under ``airflow api-server``, ``airflow dag-processor``, ``airflow scheduler`` with the
+**CeleryExecutor** (``--executor celery``, the default: Redis as the broker, Debian's
+``redis-server`` started and stopped by the bench as PostgreSQL is, and ``--workers`` (2) ``airflow
+celery worker`` processes; ``--executor local`` for the LocalExecutor) and **two** ``airflow
+triggerer`` processes, on PostgreSQL as the metadata DB
 (``BENCH_PG_URL``; ``bench/pg.sh run`` provides one, ``make bench`` does it all), against the
 simulator serving TLS in a process of its own. It prints each figure beside its goal and exits 1
 on a miss:
@@ -83,6 +86,53 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def terminate(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL after 30 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+class Redis:
+    """A throwaway ``redis-server`` (the Celery broker) on a free port, nothing saved to disk."""
+
+    def __init__(self, home: Path) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            raise SystemExit(
+                "error: redis-server not found (Debian: apt-get install redis-server; make redis)"
+            )
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(home)],
+            stdout=(home / "redis.out").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    break
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                terminate(self.proc)
+                raise SystemExit(f"error: redis-server did not start; see {home / 'redis.out'}")
+            time.sleep(0.1)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        terminate(self.proc)
 
 
 def write_manifest(path: Path, cases: int) -> None:
@@ -198,13 +248,7 @@ class Simulator:
         )
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        terminate(self.proc)
 
 
 class Components:
@@ -416,9 +460,10 @@ def wait_until(what: str, done: Callable[[], bool], components: Components, limi
 
 
 def airflow_env(
-    home: Path, pg_url: str, args: argparse.Namespace, sim: Simulator, data: Path
+    home: Path, pg_url: str, args: argparse.Namespace, sim: Simulator, data: Path, broker: str | None = None
 ) -> dict[str, str]:
-    """One environment for every Airflow process (the triggerers override the connection)."""
+    """One environment for every Airflow process (the triggerers override the connection); with a
+    ``broker``, the CeleryExecutor's (task results in the metadata DB)."""
     api_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update(
@@ -451,6 +496,14 @@ def airflow_env(
         EMEDGENE_DATA_DIR=str(data),
         EMEDGENE_POLL_INTERVAL=str(args.poll_interval),
     )
+    if broker is not None:
+        env.update(
+            AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
+            AIRFLOW__CELERY__BROKER_URL=broker,
+            AIRFLOW__CELERY__RESULT_BACKEND="db+"
+            + pg_url,  # its driver kept: SQLAlchemy 2.1 defaults to psycopg 3
+            AIRFLOW__CELERY__WORKER_CONCURRENCY=str(max(1, args.parallelism // args.workers)),
+        )
     return env
 
 
@@ -482,9 +535,15 @@ def run(args: argparse.Namespace) -> int:
         cleanup.callback(sim.stop)
         db = MetadataDB(pg_url)
         cleanup.callback(db.close)
-        components = Components(home, airflow_env(home, pg_url, args, sim, data))
+        broker = None
+        if args.executor == "celery":
+            redis = Redis(out)
+            cleanup.callback(redis.stop)
+            broker = redis.url
+        components = Components(home, airflow_env(home, pg_url, args, sim, data, broker))
         cleanup.callback(components.stop)
         print(f"simulator {sim.url} (TLS); metadata DB {re.sub(r'//[^@/]*@', '//', pg_url)}", flush=True)
+        print(f"executor {args.executor}" + (f": broker {broker}, {args.workers} workers" if broker else ""))
         t_migrate = time.monotonic()
         components.cli("db", "migrate")
         print(f"airflow db migrate: {time.monotonic() - t_migrate:.0f} s", flush=True)
@@ -492,6 +551,12 @@ def run(args: argparse.Namespace) -> int:
         components.start("api-server", "api-server", "--port", api_port)
         components.start("dag-processor", "dag-processor")
         components.start("scheduler", "scheduler")
+        for i in range(1, (args.workers if broker else 0) + 1):
+            components.start(
+                f"worker-{i}",
+                "celery", "worker", "--celery-hostname", f"worker-{i}@%h",
+                env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())},
+            )  # fmt: skip
         for i in range(1, args.triggerers + 1):
             components.start(
                 f"triggerer-{i}",
@@ -575,6 +640,12 @@ def run(args: argparse.Namespace) -> int:
     # -- figures ---------------------------------------------------------------------------------
     print(f"\nrun {run_id}: {state}; task instances: " + ", ".join(f"{t} {s}: {n}" for t, s, n in ti_states))
     rows: list[Row] = [Row("DAG run state", str(state), "success", state == "success")]
+    rows.append(
+        Row(
+            "executor",
+            args.executor + (f", {args.workers} Celery workers" if args.executor == "celery" else ""),
+        )
+    )
     n = args.cases
     rows.append(
         Row(
@@ -622,6 +693,14 @@ def run(args: argparse.Namespace) -> int:
         Row("triggers per triggerer", split or "-", f"all {args.triggerers} used", used == args.triggerers)
     )  # fmt: skip
 
+    # Celery: every worker took tasks (each logs "Task execute_workload[...] received" per task).
+    if args.executor == "celery":
+        taken = [components.output(f"worker-{i}").count("] received") for i in range(1, args.workers + 1)]
+        rows.append(
+            Row("tasks per Celery worker", " / ".join(map(str, taken)), f"all {args.workers} used",
+                all(taken) and len(taken) == args.workers)
+        )  # fmt: skip
+
     # Logins: the triggerers' (API key) against one per triggerer per token lifetime, over the
     # time each triggerer had triggers running (from its logs). A client renews a token
     # min(ttl/10, MAX_RENEWAL_LEAD) s before it expires: the rest is the lifetime it uses.
@@ -664,7 +743,8 @@ def run(args: argparse.Namespace) -> int:
     print_table(rows)
     print("\nrequests by route: " + json.dumps(dict(sorted(requests.items())), indent=None))
     result = {
-        "state": state, "wall_seconds": round(wall, 1), "bench_seconds": round(whole, 1), "cases": n,
+        "state": state, "executor": args.executor, "workers": args.workers,
+        "wall_seconds": round(wall, 1), "bench_seconds": round(whole, 1), "cases": n,
         "counters": counters,
         "triggers": triggers, "per_triggerer": dict(per_triggerer), "peak_concurrent": seen.peak_concurrent,
         "triggerer_logins": trig_logins, "allowed_triggerer_logins": allowed, "worker_logins": worker_logins,
@@ -681,7 +761,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--cases", type=int, default=50, help="samples in the manifest (mapped cases)")
     parser.add_argument("--triggerers", type=int, default=2, help="triggerer processes")
-    parser.add_argument("--parallelism", type=int, default=4, help="LocalExecutor task slots")
+    parser.add_argument(
+        "--executor", choices=("celery", "local"), default="celery", help="CeleryExecutor or LocalExecutor"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="Celery worker processes (--executor celery)")
+    parser.add_argument(
+        "--parallelism", type=int, default=4, help="task slots (split among the Celery workers)"
+    )
     parser.add_argument("--poll-interval", type=float, default=3.0, help="the sensor's poll interval, s")
     parser.add_argument("--token-ttl", type=float, default=30.0, help="simulator token lifetime, s")
     parser.add_argument(
