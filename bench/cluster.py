@@ -219,6 +219,10 @@ class Simulator:
         result: dict[str, Any] = self._call("GET", "/_simulator/counters")
         return result
 
+    def hold_next_create(self, seconds: float) -> None:
+        """The next create is applied at once and answered only after ``seconds``."""
+        self._call("POST", "/_simulator/faults", {"kind": "slow_create", "times": 1, "delay": seconds})
+
     def deliver(self, case_name: str) -> None:
         self._call("POST", f"/_simulator/cases/{case_name}/status", {"status": "Delivered"})
 
@@ -257,6 +261,7 @@ class Components:
     def __init__(self, home: Path, env: dict[str, str]) -> None:
         self.home, self.env = home, env
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.killed: list[str] = []
 
     def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         log = (self.home / f"{name}.out").open("wb")
@@ -276,6 +281,22 @@ class Components:
                 f"airflow {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
             )
         return done.stdout
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a component's whole process group (a worker and its task processes)."""
+        proc = dict(self.procs)[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        self.procs = [(n, p) for n, p in self.procs if n != name]
+        self.killed.append(name)
+
+    def owner_of(self, pid: int) -> str | None:
+        """The component whose process tree holds ``pid`` (its session: each starts its own)."""
+        with contextlib.suppress(OSError):
+            session = os.getsid(pid)
+            return next((n for n, p in self.procs if p.pid == session), None)
+        return None
 
     def check_alive(self) -> None:
         for name, proc in self.procs:
@@ -340,6 +361,9 @@ class Observation:
 
     #: trigger id -> the triggerer job ids it was ever seen claimed by, in the ``trigger`` table.
     claimed_by: dict[int, set[int]] = field(default_factory=lambda: defaultdict(set))
+    #: What the chaos did, in order; whether the next create's answer is being held.
+    chaos: list[str] = field(default_factory=list)
+    holding: bool = False
     #: trigger id -> the map index of the wait it serves.
     map_index_of: dict[int, int] = field(default_factory=dict)
     #: map index -> when its trigger was first seen claimed by a triggerer (monotonic).
@@ -447,6 +471,48 @@ def print_table(rows: list[Row]) -> None:
         print(f"{r.figure:<{widths[0]}}  {r.value:<{widths[1]}}  {r.goal:<{widths[2]}}  {verdict}")
 
 
+def kill_the_held_create(
+    db: MetadataDB, sim: Simulator, components: Components, run_id: str, seen: Observation
+) -> None:
+    """Once the held create has reached the tenant (the case exists, its answer is held for 600 s)
+    and the creates around it have finished, SIGKILL the worker running it, then start another
+    worker as a supervisor would."""
+    if not seen.holding:
+        # Once the batch's dry runs are over (the simulator's faults match POST paths, dry runs too).
+        read = db.query(
+            "SELECT state FROM task_instance "
+            "WHERE dag_id = %s AND run_id = %s AND task_id = 'read_batch_csv'",
+            DAG_ID,
+            run_id,
+        )
+        if read and read[0][0] == "success":
+            sim.hold_next_create(600)
+            seen.holding = True
+        return
+    if not sim.counters()["faults_injected"]:
+        return
+    running = db.query(
+        "SELECT map_index, pid, EXTRACT(EPOCH FROM now() - start_date) FROM task_instance "
+        "WHERE dag_id = %s AND run_id = %s AND task_id = 'create_case' AND state = 'running'",
+        DAG_ID,
+        run_id,
+    )
+    held = [(int(m), int(pid)) for m, pid, age in running if pid and age is not None and float(age) > 10]
+    if len(held) != 1:
+        return
+    map_index, pid = held[0]
+    owner = components.owner_of(pid)
+    if owner is None or not owner.startswith("worker-"):
+        return
+    components.kill(owner)
+    seen.chaos.append(f"SIGKILL {owner} (create_case[{map_index}], its case created, answer held)")
+    print(f"chaos: {seen.chaos[-1]}", flush=True)
+    components.start(
+        "worker-replacement", "celery", "worker", "--celery-hostname", "worker-replacement@%h",
+        env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())},
+    )  # fmt: skip
+
+
 def wait_until(what: str, done: Callable[[], bool], components: Components, limit: float) -> None:
     """Poll ``done``; ``limit`` only bounds how long a broken run takes to fail."""
     deadline = time.monotonic() + limit
@@ -496,6 +562,10 @@ def airflow_env(
         EMEDGENE_DATA_DIR=str(data),
         EMEDGENE_POLL_INTERVAL=str(args.poll_interval),
     )
+    if args.kill_worker:
+        # The killed worker's task stops heartbeating: the scheduler fails its try after this long,
+        # and the create's retry (the example DAG's EMEDGENE_CREATE_RETRIES) runs on a live worker.
+        env.update(AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT="20", EMEDGENE_CREATE_RETRIES="2")
     if broker is not None:
         env.update(
             AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
@@ -587,6 +657,8 @@ def run(args: argparse.Namespace) -> int:
         state = None
         while True:
             components.check_alive()
+            if args.kill_worker and not components.killed:
+                kill_the_held_create(db, sim, components, run_id, seen)
             claimed = sample_triggers(db, seen)
             if by_hand and claimed:
                 with scheduler_log.open("rb") as handle:
@@ -655,6 +727,18 @@ def run(args: argparse.Namespace) -> int:
             counters["cases_created"] == n,
         )
     )
+    if args.kill_worker:
+        rows.append(
+            Row("chaos", "; ".join(seen.chaos) or "none happened", "a worker killed", bool(seen.chaos))
+        )
+        rows.append(
+            Row(
+                "cases per family",
+                f"{counters['cases_created'] / n:.2f}",
+                "1.00",
+                counters["cases_created"] == n,
+            )
+        )
     written = sorted(p.stem for p in exports.glob("*.json")) if exports.is_dir() else []
     rows.append(
         Row("export files written", str(len(written)), f"= {n}, one per case",
@@ -765,6 +849,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--executor", choices=("celery", "local"), default="celery", help="CeleryExecutor or LocalExecutor"
     )
     parser.add_argument("--workers", type=int, default=2, help="Celery worker processes (--executor celery)")
+    parser.add_argument(
+        "--kill-worker", action="store_true",
+        help="chaos: SIGKILL the Celery worker whose create reached the tenant and awaits its held answer",
+    )  # fmt: skip
     parser.add_argument(
         "--parallelism", type=int, default=4, help="task slots (split among the Celery workers)"
     )

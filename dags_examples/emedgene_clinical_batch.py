@@ -9,7 +9,9 @@ sample; see ``docs/batch-csv.md``). Defaults work against the bundled simulator.
   if it refuses any, the task fails listing each refused family and **no** case is created. A
   missing manifest skips the run: no samples that day.
 - ``create_case`` is mapped over the cases, one task per family, labelled with its Family Id, so
-  a retry re-creates nothing but its own family's case.
+  a retry re-creates nothing but its own family's case. Retrying it is safe (a retry adopts the
+  case an earlier try made, by its idempotency key): ``EMEDGENE_CREATE_RETRIES`` (default 0) sets
+  its retries, 10 s apart, e.g. for a worker killed halfway through a create.
 - ``wait_for_delivery`` waits for each case in the triggerer; ``export_case`` writes each export
   to ``<export_dir>/<case name>.json``; both are labelled with the case name.
 - ``batch_summary`` returns ``{family: {case_name, status}}``, and ``collect`` the day's report.
@@ -18,7 +20,7 @@ sample; see ``docs/batch-csv.md``). Defaults work against the bundled simulator.
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 DATA_DIR = os.environ.get("EMEDGENE_DATA_DIR", "/tmp/emedgene-demo")  # noqa: S108 - a demo default
 POLL_SECONDS = float(os.environ.get("EMEDGENE_POLL_INTERVAL", "60"))
 CONN_ID = os.environ.get("EMEDGENE_CONN_ID", "emedgene_default")
+CREATE_RETRIES = int(os.environ.get("EMEDGENE_CREATE_RETRIES", "0"))
 
 with DAG(
     dag_id="emedgene_clinical_batch",
@@ -57,6 +60,8 @@ with DAG(
         task_id="create_case",
         wait_for_completion=False,  # returns once the case exists: wait_for_delivery waits
         emedgene_conn_id=CONN_ID,
+        retries=CREATE_RETRIES,
+        retry_delay=timedelta(seconds=10),
     ).expand(case=cases)
 
     delivered = EmedgeneCaseStatusSensor.partial(
