@@ -24,6 +24,7 @@ from typing import Any
 
 from emedgene_provider.cases.builder import Case, Problem
 from emedgene_provider.cases.hpo import HPO_ID, Ontology, default_ontology, not_checked_note
+from emedgene_provider.cases.validation import members_of
 
 __all__ = [
     "DEFAULT",
@@ -104,16 +105,13 @@ def case_json_problems(case: Any, ontology: Ontology | str | None = DEFAULT) -> 
     patients = td.get("patients") if isinstance(td, dict) else None
     if found is None or not isinstance(patients, dict):
         return []
-    members: list[tuple[str, Any]] = [(r, patients.get(r)) for r in ("proband", "mother", "father")]
-    other = patients.get("other")
-    members += [(f"other[{i}]", m) for i, m in enumerate(other if isinstance(other, list) else [])]
     problems: list[str] = []
-    for where, member in members:
+    for where, member in members_of(patients):
         entries = member.get("phenotypes") if isinstance(member, dict) else None
         for j, entry in enumerate(entries if isinstance(entries, list) else []):
             if not isinstance(entry, dict):
                 continue
-            at = f"test_data.patients.{where}.phenotypes[{j}]"
+            at = f"test_data.{where}.phenotypes[{j}]"
             hpo_id = _hpo_id(entry["id"]) if isinstance(entry.get("id"), str) else None
             if hpo_id is not None:
                 verdict = found.check_id(hpo_id)

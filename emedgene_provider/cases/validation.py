@@ -52,7 +52,8 @@ def _show(value: Any, limit: int = 80) -> str:
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
-def _members(patients: dict[str, Any]) -> list[tuple[str, Any]]:
+def members_of(patients: dict[str, Any]) -> list[tuple[str, Any]]:
+    """``(where, member)`` of every family member: ``patients.proband``, ... ``patients.other[i]``."""
     found: list[tuple[str, Any]] = []
     for role in ("proband", "mother", "father"):
         if role in patients:
@@ -209,7 +210,7 @@ def case_problems(case: Any) -> list[str]:
     if not isinstance(patients, dict) or not isinstance(patients.get("proband"), dict):
         problems.append("test_data.patients.proband is required")
     else:
-        for where, member in _members(patients):
+        for where, member in members_of(patients):
             problems.extend(_member_problems(f"test_data.{where}", member))
     problems.extend(
         _sample_problems(td.get("samples"), td.get("sample_type"), _pending_proband_sample(patients))
@@ -234,7 +235,7 @@ def case_warnings(case: Any) -> list[str]:
         )
     patients = td.get("patients")
     if isinstance(patients, dict):
-        for where, member in _members(patients):
+        for where, member in members_of(patients):
             relationship = member.get("relationship") if isinstance(member, dict) else None
             if _is_name(relationship) and relationship not in RELATIONSHIPS:
                 warnings.append(
