@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from airflow.providers.common.compat.sdk import (
     AirflowException,
@@ -146,7 +146,7 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
         to); or a path that only became one when templated (``"{{ params.case_file }}"``), read
         and rendered here. Every problem is listed at once and nothing is sent if there is one."""
         case: Any = self.case
-        if isinstance(case, str) and case.strip().endswith(".json") and not case.lstrip().startswith("{"):
+        if _is_case_file(case):
             case = self._read_case_file(case.strip(), context)
         if isinstance(case, str):
             try:
@@ -398,7 +398,7 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
         """The rendered case again, after a deferral, for lineage only: a case file is read anew,
         and one that cannot be read gives no sample files rather than failing a delivered case."""
         case = self.case
-        if isinstance(case, str) and case.strip().endswith(".json") and not case.lstrip().startswith("{"):
+        if _is_case_file(case):
             try:
                 return self._read_case_file(case.strip(), context)
             except Exception:  # a file gone, a template that no longer renders: no files, no failure
@@ -419,6 +419,11 @@ class _StoreJournal:
 
     def save(self, data: dict[str, Any]) -> None:
         self.store.set(self.key, data)
+
+
+def _is_case_file(case: Any) -> TypeGuard[str]:
+    """A rendered ``case`` that names a ``.json`` file rather than holding the JSON."""
+    return isinstance(case, str) and case.strip().endswith(".json") and not case.lstrip().startswith("{")
 
 
 def parse_reconciled(event: Any, key: str) -> ReconcileEvent:
