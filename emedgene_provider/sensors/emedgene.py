@@ -50,6 +50,11 @@ class EmedgeneCaseStatusSensor(BaseSensorOperator):
         trigger polls every ``poke_interval`` once the case is one stage before a target and less
         often before that (Pending sequencing, Uploading), up to this, with jitter; None for
         ``max(poke_interval, min(8 * poke_interval, 3600))`` (:mod:`emedgene_provider.client.polling`).
+    :param check_before_deferring: deferrable mode only: read the status once in the worker before
+        deferring (the default), so a case already there ends the task without a triggerer round
+        trip. False defers at once: for a case created just upstream, which cannot be there yet,
+        that saves the worker process a login and a read (Airflow 3 runs each task in a fresh
+        process, so every task that calls logs in; the triggerer's login is shared by its waits).
 
     A case that answers 404 is waited on for the connection's ``reconcile_window`` from the task's
     start (a tenant's replica can lag behind a create made just upstream), then fails the task.
@@ -71,9 +76,11 @@ class EmedgeneCaseStatusSensor(BaseSensorOperator):
         emedgene_conn_id: str = EmedgeneHook.default_conn_name,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         max_poll_interval: float | None = None,
+        check_before_deferring: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.check_before_deferring = check_before_deferring
         self.case_name = case_name
         self.target_statuses = target_statuses
         self.failure_statuses = failure_statuses
@@ -121,7 +128,7 @@ class EmedgeneCaseStatusSensor(BaseSensorOperator):
         if not self.deferrable:
             reached = super().execute(context)
             return push_case_status(context, self.case_name, reached) if isinstance(reached, str) else reached
-        done = self.poke(context)
+        done = self.poke(context) if self.check_before_deferring else False
         if isinstance(done, PokeReturnValue) and done:  # already there: no deferral, no triggerer round trip
             return push_case_status(context, self.case_name, str(done.xcom_value))
         self.defer(

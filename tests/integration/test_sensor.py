@@ -278,6 +278,18 @@ def test_deferrable_does_not_defer_when_already_there(case_in, sim_conn, status)
     assert status_gets(sim_conn) == 1
 
 
+def test_deferrable_without_a_check_defers_at_once(case_in, sim_conn) -> None:
+    """check_before_deferring=False: no read in the worker, even of a case already there (the
+    trigger finds it at its first poll), so the task process needs no token."""
+    name = case_in("Delivered")
+    ti = FakeTI()
+    with pytest.raises(TaskDeferred) as raised:
+        _sensor(name, deferrable=True, check_before_deferring=False).execute(make_context(ti))
+    assert raised.value.trigger.case_name == name
+    assert ti.pushed == [(XCOM_CASE_URL, f"{sim_conn.url}/case/{name}")]
+    assert status_gets(sim_conn) == 0
+
+
 def test_deferrable_fails_without_deferring_on_a_failed_case(case_in) -> None:
     name = case_in("Issue reported")
     with pytest.raises(
