@@ -10,10 +10,15 @@ sample; see ``docs/batch-csv.md``). Defaults work against the bundled simulator.
   missing manifest skips the run: no samples that day.
 - ``create_case`` is mapped over the cases, one task per family, labelled with its Family Id, so
   a retry re-creates nothing but its own family's case. Retrying it is safe (a retry adopts the
-  case an earlier try made, by its idempotency key): ``EMEDGENE_CREATE_RETRIES`` (default 0) sets
-  its retries, 10 s apart, e.g. for a worker killed halfway through a create.
-- ``wait_for_delivery`` waits for each case in the triggerer; ``export_case`` writes each export
-  to ``<export_dir>/<case name>.json``; both are labelled with the case name.
+  case an earlier try made, by its idempotency key).
+- ``wait_for_delivery`` waits for each case in the triggerer (deferring at once: a case created
+  just upstream cannot be delivered yet, so the worker needs no login for it); ``export_case``
+  writes each export to ``<export_dir>/<case name>.json``; both are labelled with the case name.
+- Every task is safe to retry: ``EMEDGENE_RETRIES`` (default 0) sets the retries of each, 10 s
+  apart and doubling (at most 5 minutes), e.g. 6 to ride out a worker killed halfway through a
+  create or a tenant down for minutes; ``EMEDGENE_POOL`` puts them in an Airflow pool, to bound
+  how many run against the tenant at once across the whole cluster (the README, "Running many
+  waits").
 - ``batch_summary`` returns ``{family: {case_name, status}}``, and ``collect`` the day's report.
 """
 
@@ -24,7 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.common.compat.sdk import DAG, Param, task
+from airflow.providers.common.compat.sdk import DAG, BaseOperator, Param, task
 
 from emedgene_provider.operators.batch import batch_summary, cases_from_batch_csv
 from emedgene_provider.operators.emedgene import EmedgeneCreateCaseOperator, EmedgeneExportCaseOperator
@@ -34,7 +39,11 @@ HERE = Path(__file__).resolve().parent
 DATA_DIR = os.environ.get("EMEDGENE_DATA_DIR", "/tmp/emedgene-demo")  # noqa: S108 - a demo default
 POLL_SECONDS = float(os.environ.get("EMEDGENE_POLL_INTERVAL", "60"))
 CONN_ID = os.environ.get("EMEDGENE_CONN_ID", "emedgene_default")
-CREATE_RETRIES = int(os.environ.get("EMEDGENE_CREATE_RETRIES", "0"))
+RETRIES = int(os.environ.get("EMEDGENE_RETRIES", "0"))
+POOL = os.environ.get("EMEDGENE_POOL", "default_pool")
+#: Retry delays that double: a switch (True) until Airflow made it a multiplier (2.0; its default
+#: is then the number 0, and True would mean a multiplier of 1, no backoff).
+DOUBLING: Any = True if isinstance(getattr(BaseOperator, "retry_exponential_backoff", False), bool) else 2.0
 
 with DAG(
     dag_id="emedgene_clinical_batch",
@@ -43,6 +52,13 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    default_args={
+        "retries": RETRIES,
+        "retry_delay": timedelta(seconds=10),
+        "retry_exponential_backoff": DOUBLING,
+        "max_retry_delay": timedelta(minutes=5),
+        "pool": POOL,
+    },
     tags=["emedgene", "example"],
     params={
         "manifest": Param(str(HERE / "manifests" / "example-batch.csv"), type="string"),
@@ -60,14 +76,13 @@ with DAG(
         task_id="create_case",
         wait_for_completion=False,  # returns once the case exists: wait_for_delivery waits
         emedgene_conn_id=CONN_ID,
-        retries=CREATE_RETRIES,
-        retry_delay=timedelta(seconds=10),
     ).expand(case=cases)
 
     delivered = EmedgeneCaseStatusSensor.partial(
         task_id="wait_for_delivery",
         emedgene_conn_id=CONN_ID,
         deferrable=True,
+        check_before_deferring=False,
         poke_interval=POLL_SECONDS,
         timeout=7 * 24 * 3600,
         map_index_template="{{ task.case_name }}",

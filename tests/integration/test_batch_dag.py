@@ -498,3 +498,42 @@ def test_importing_the_batch_tasks_loads_no_http_client() -> None:
     added = json.loads(done.stdout.strip().splitlines()[-1])
     assert "emedgene_provider.operators.batch" in added
     assert [m for m in added if any(m == h or m.startswith(h + ".") for h in HEAVY)] == []
+
+
+def _load_dag_file(path: Path) -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"dag_under_test_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.dag
+
+
+def test_every_example_batch_task_retries_doubling_in_the_pool_it_is_given(monkeypatch) -> None:
+    """EMEDGENE_RETRIES and EMEDGENE_POOL reach every task (all safe to retry: a create adopts its
+    earlier try's case), the delays double (a multiplier on Airflow 3.3, a switch before), and the
+    wait defers without a read in the worker: its case was created just upstream."""
+    from datetime import timedelta
+
+    monkeypatch.setenv("EMEDGENE_RETRIES", "6")
+    monkeypatch.setenv("EMEDGENE_POOL", "emedgene")
+    dag = _load_dag_file(EXAMPLE_DAGS / "emedgene_clinical_batch.py")
+    for task in dag.tasks:
+        assert (task.task_id, task.retries, task.pool) == (task.task_id, 6, "emedgene")
+        assert task.retry_delay == timedelta(seconds=10)
+        assert task.max_retry_delay == timedelta(minutes=5)
+        assert task.retry_exponential_backoff in (True, 2.0)
+        assert task.retry_exponential_backoff is not False
+    wait = dag.get_task("wait_for_delivery")
+    assert wait.partial_kwargs["check_before_deferring"] is False
+    assert wait.partial_kwargs["deferrable"] is True
+
+
+def test_the_chaos_bench_watchers_dag_defers_each_watched_case(monkeypatch) -> None:
+    """bench/cluster.py --chaos runs bench/dags/emedgene_bench_watchers.py beside the batch."""
+    dag = _load_dag_file(ROOT / "bench" / "dags" / "emedgene_bench_watchers.py")
+    wait = dag.get_task("wait")
+    assert wait.partial_kwargs["deferrable"] is True
+    assert wait.partial_kwargs["check_before_deferring"] is False
+    assert wait.upstream_task_ids == {"watched"}
