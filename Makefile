@@ -15,7 +15,7 @@ DEMO_HOME ?= .demo
 BENCH_HOME ?= .bench
 CLUSTER_ARGS ?=
 
-.PHONY: demo test test3 test2 lint venvs clean dist bench bench-cluster postgres pg-start pg-stop browser redis
+.PHONY: demo test test3 test2 lint venvs clean dist bench bench-cluster bench-chaos postgres pg-start pg-stop browser redis
 
 venvs: $(AF3)/.installed $(AF2)/.installed
 
@@ -98,10 +98,17 @@ bench: $(AF3)/.bench-installed postgres redis browser
 	$(AF3)/bin/python bench/webhook_economy.py || status=1; \
 	$(AF3)/bin/python bench/cases_view.py || status=1; \
 	$(CLUSTER_BENCH) || status=1; \
+	$(CLUSTER_BENCH) --chaos --home $(BENCH_HOME)/chaos || status=1; \
 	exit $$status
 
 bench-cluster: $(AF3)/.bench-installed postgres redis
 	$(CLUSTER_BENCH)
+
+# The cluster benchmark under process-level chaos (bench/cluster_chaos.py): a Celery worker killed
+# mid-create, a triggerer killed with 200 waits, PostgreSQL restarted, the tenant down for 2
+# minutes, every token expired; ends with "chaos: cases per family X, families lost N, green runs A/B".
+bench-chaos: $(AF3)/.bench-installed postgres redis
+	$(CLUSTER_BENCH) --chaos --home $(BENCH_HOME)/chaos
 
 # The cluster's Celery broker: Debian's redis-server unless it is already installed (the bench
 # starts its own on a free port and stops it).

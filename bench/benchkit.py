@@ -311,7 +311,7 @@ class SimulatorProcess:
 
     def create_cases(self, count: int, **extra_data: Any) -> list[str]:
         """Create ``count`` cases (concurrently; ``extra_data`` lands in ``test_data.extra_data``)."""
-        return asyncio.run(_create_cases(self.url, self.ca_file, self.login(), count, extra_data))
+        return asyncio.run(create_cases(self.url, self.ca_file, self.login(), count, **extra_data))
 
 
 def case_body(**extra_data: Any) -> dict[str, Any]:
@@ -321,7 +321,8 @@ def case_body(**extra_data: Any) -> dict[str, Any]:
     return case
 
 
-async def _create_cases(url: str, ca_file: str, token: str, count: int, extra: dict[str, Any]) -> list[str]:
+async def create_cases(url: str, ca_file: str, token: str, count: int, **extra: Any) -> list[str]:
+    """``count`` cases created over the API with ``token``, 32 at a time; their names."""
     import ssl
 
     import aiohttp

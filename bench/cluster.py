@@ -36,14 +36,24 @@ deferring attempt can fail the task under CPU load). ``--stage-seconds N`` lets 
 cases instead; then a wait that starts after its case was delivered never defers, so the number
 of triggers is recorded rather than held to one per case.
 
-    BENCH_PG_URL=postgresql+psycopg2://... python bench/cluster.py --cases 50
+With ``--chaos`` (``make bench-chaos``), the run also holds 200 more waits (``bench/dags``: a
+sensor per case the bench made beforehand) and goes through process-level faults, in order
+(``bench/cluster_chaos.py``): a Celery worker killed mid-create, a triggerer killed with 200
+waits, PostgreSQL restarted, the tenant down for two minutes, every token expired. Every task
+is in one Airflow pool, and each connection has its ``requests_per_second``, so the tenant's
+busiest second is checked against the deployment's bound. It ends with the line ``chaos: cases
+per family X, families lost N, green runs A/B``.
+
+    BENCH_PG_URL=postgresql+psycopg2://... python bench/cluster.py --cases 50 [--chaos]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import csv
+import itertools
 import json
 import math
 import os
@@ -64,12 +74,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import benchkit
+from cluster_chaos import ChaosPlan
+
 from emedgene_provider.client.auth import MAX_RENEWAL_LEAD
 
 ROOT = Path(__file__).resolve().parent.parent
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 DAG_ID = "emedgene_clinical_batch"
 TRIGGER_CLASSPATH = "emedgene_provider.triggers.emedgene.EmedgeneCaseStatusTrigger"
+WATCHERS_DAG_ID = "emedgene_bench_watchers"  # bench/dags: the chaos run's extra waits
+POOL = "emedgene"
+LOGGED_IN = "Emedgene: logged in"  # emedgene_provider.client.auth's line, once per login
 WORKER_LOGIN_ROUTE = "POST /api/auth/v2/api_login/"
 TRIGGERER_LOGIN_ROUTE = "POST /platform-services-manager/Token"
 SIM_USER, SIM_PASSWORD, SIM_API_KEY = "lab-user", "lab-password", "sim-api-key"  # simulator defaults
@@ -79,7 +95,7 @@ SETTLED = re.compile(
     r"map_index=(-?\d+), .*?\bstate=deferred\b"
 )
 TRIGGER_LOG = re.compile(r"\.log\.trigger\.(\d+)\.log$")
-TRIGGER_STARTED = re.compile(rf"^trigger {DAG_ID}/.*/wait_for_delivery/.* \(ID (\d+)\) starting$")
+TRIGGER_STARTED = re.compile(r"^trigger emedgene_\w+/.* \(ID (\d+)\) starting$")  # batch and watchers
 
 
 def free_port() -> int:
@@ -180,8 +196,11 @@ def write_manifest(path: Path, cases: int) -> None:
 class Simulator:
     """The simulator as a process of its own (TLS), driven through its admin endpoints."""
 
-    def __init__(self, log: Path, stage_seconds: float, token_ttl: float) -> None:
+    def __init__(
+        self, log: Path, stage_seconds: float, token_ttl: float, worker_rate: float, triggerer_rate: float
+    ) -> None:
         self.log = log
+        self.worker_rate, self.triggerer_rate = worker_rate, triggerer_rate
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-m", "emedgene_provider.testing.simulator", "--port", "0", "--tls",
@@ -226,6 +245,23 @@ class Simulator:
     def deliver(self, case_name: str) -> None:
         self._call("POST", f"/_simulator/cases/{case_name}/status", {"status": "Delivered"})
 
+    def reset_counters(self) -> None:
+        self._call("POST", "/_simulator/counters/reset")
+
+    def outage(self, seconds: float) -> None:
+        """The tenant refuses connections (and cuts open ones) for ``seconds``; admin calls too."""
+        self._call("POST", "/_simulator/outage", {"seconds": seconds})
+
+    def expire_tokens(self) -> None:
+        self._call("POST", "/_simulator/tokens/expire")
+
+    def create_cases(self, count: int) -> list[str]:
+        """``count`` cases made through the API (the bench's own login), for the chaos run's waits."""
+        token = self._call(
+            "POST", "/api/auth/v2/api_login/", {"username": SIM_USER, "password": SIM_PASSWORD}
+        )
+        return asyncio.run(benchkit.create_cases(self.url, self.ca_file, str(token["access_token"]), count))
+
     def worker_conn(self) -> str:
         return json.dumps(
             {
@@ -233,7 +269,11 @@ class Simulator:
                 "host": self.url,
                 "login": SIM_USER,
                 "password": SIM_PASSWORD,
-                "extra": {"auth_type": "password", "verify": self.ca_file},
+                "extra": {
+                    "auth_type": "password",
+                    "verify": self.ca_file,
+                    "requests_per_second": self.worker_rate,
+                },
             }
         )
 
@@ -247,6 +287,7 @@ class Simulator:
                     "token_url": self.url + "/platform-services-manager/Token",
                     "auth_type": "api_key",
                     "verify": self.ca_file,
+                    "requests_per_second": self.triggerer_rate,
                 },
             }
         )
@@ -261,10 +302,13 @@ class Components:
     def __init__(self, home: Path, env: dict[str, str]) -> None:
         self.home, self.env = home, env
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.specs: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {}
         self.killed: list[str] = []
+        self.restarted: list[str] = []
 
     def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
-        log = (self.home / f"{name}.out").open("wb")
+        self.specs[name] = (args, dict(env or {}))
+        log = (self.home / f"{name}.out").open("ab")  # a restart appends to the same file
         proc = subprocess.Popen(
             [AIRFLOW, *args],
             env={**self.env, **(env or {})},
@@ -273,6 +317,17 @@ class Components:
             start_new_session=True,
         )
         self.procs.append((name, proc))
+
+    def supervise(self) -> list[str]:
+        """Start again every component that exited, as systemd or Kubernetes would; return what
+        exited, with its status."""
+        exited = [(n, p) for n, p in self.procs if p.poll() is not None]
+        for name, proc in exited:
+            self.procs.remove((name, proc))
+            args, env = self.specs[name]
+            self.start(name, *args, env=env)
+            self.restarted.append(name)
+        return [f"{name} exited ({proc.returncode}), restarted" for name, proc in exited]
 
     def cli(self, *args: str) -> str:
         done = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=600)
@@ -333,7 +388,7 @@ class MetadataDB:
         self.conn: Any = None
 
     def query(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
-        for attempt in range(5):
+        for attempt in range(60):  # 30 s: a PostgreSQL restart (the chaos run) takes a few
             try:
                 if self.conn is None:
                     self.conn = self._psycopg2.connect(self.dsn)
@@ -343,7 +398,7 @@ class MetadataDB:
                     return list(cur.fetchall())
             except self._psycopg2.OperationalError:
                 self.close()
-                if attempt == 4:
+                if attempt == 59:
                     raise
                 time.sleep(0.5)
         raise AssertionError("unreachable")
@@ -378,13 +433,18 @@ class Observation:
 def sample_triggers(db: MetadataDB, seen: Observation) -> dict[int, int]:
     """Record which triggerer holds each trigger now; return claimed waits: map index -> trigger id."""
     rows = db.query(
-        "SELECT t.id, t.triggerer_id, ti.map_index FROM trigger t "
+        "SELECT t.id, t.triggerer_id, ti.map_index, ti.dag_id FROM trigger t "
         "LEFT JOIN task_instance ti ON ti.trigger_id = t.id "
         "WHERE t.classpath = %s",
         TRIGGER_CLASSPATH,
     )
     claimed: dict[int, int] = {}
-    for trigger_id, triggerer_id, map_index in rows:
+    for trigger_id, triggerer_id, map_index, dag_id in rows:
+        if dag_id is not None and dag_id != DAG_ID:  # the chaos run's watchers: counted, not delivered
+            map_index = None
+            if triggerer_id is not None:
+                seen.claimed_by[trigger_id].add(int(triggerer_id))
+            continue
         if map_index is not None:
             seen.map_index_of[trigger_id] = map_index
         if triggerer_id is not None:
@@ -459,6 +519,31 @@ class Row:
     ok: bool | None = None  # None: recorded, no goal
 
 
+def overlapping(runs: list[TriggerRun]) -> set[int]:
+    """Triggers whose runs in two different triggerers overlap in time (by their log lines)."""
+    by_trigger: dict[int, list[TriggerRun]] = defaultdict(list)
+    for r in runs:
+        by_trigger[r.trigger_id].append(r)
+    found: set[int] = set()
+    for trigger_id, mine in by_trigger.items():
+        for a, b in itertools.combinations(mine, 2):
+            if a.triggerer != b.triggerer and a.start < b.end and b.start < a.end:
+                found.add(trigger_id)
+    return found
+
+
+def task_process_logins(logs: Path) -> dict[tuple[str, str], int]:
+    """(dag id, log file) -> the logins its task process made, for every task try's log (each try
+    is a process of its own; the triggerers' ``.log.trigger.`` files are left out)."""
+    found: dict[tuple[str, str], int] = {}
+    for path in logs.rglob("attempt=*.log"):
+        if ".log.trigger." in path.name:
+            continue
+        dag = next((part[len("dag_id=") :] for part in path.parts if part.startswith("dag_id=")), "")
+        found[(dag, str(path))] = path.read_text(errors="replace").count(LOGGED_IN)
+    return found
+
+
 def print_table(rows: list[Row]) -> None:
     widths = [
         max(len(r.figure) for r in rows),
@@ -471,46 +556,13 @@ def print_table(rows: list[Row]) -> None:
         print(f"{r.figure:<{widths[0]}}  {r.value:<{widths[1]}}  {r.goal:<{widths[2]}}  {verdict}")
 
 
-def kill_the_held_create(
-    db: MetadataDB, sim: Simulator, components: Components, run_id: str, seen: Observation
-) -> None:
-    """Once the held create has reached the tenant (the case exists, its answer is held for 600 s)
-    and the creates around it have finished, SIGKILL the worker running it, then start another
-    worker as a supervisor would."""
-    if not seen.holding:
-        # Once the batch's dry runs are over (the simulator's faults match POST paths, dry runs too).
-        read = db.query(
-            "SELECT state FROM task_instance "
-            "WHERE dag_id = %s AND run_id = %s AND task_id = 'read_batch_csv'",
-            DAG_ID,
-            run_id,
-        )
-        if read and read[0][0] == "success":
-            sim.hold_next_create(600)
-            seen.holding = True
-        return
-    if not sim.counters()["faults_injected"]:
-        return
-    running = db.query(
-        "SELECT map_index, pid, EXTRACT(EPOCH FROM now() - start_date) FROM task_instance "
-        "WHERE dag_id = %s AND run_id = %s AND task_id = 'create_case' AND state = 'running'",
-        DAG_ID,
-        run_id,
-    )
-    held = [(int(m), int(pid)) for m, pid, age in running if pid and age is not None and float(age) > 10]
-    if len(held) != 1:
-        return
-    map_index, pid = held[0]
-    owner = components.owner_of(pid)
-    if owner is None or not owner.startswith("worker-"):
-        return
-    components.kill(owner)
-    seen.chaos.append(f"SIGKILL {owner} (create_case[{map_index}], its case created, answer held)")
-    print(f"chaos: {seen.chaos[-1]}", flush=True)
-    components.start(
-        "worker-replacement", "celery", "worker", "--celery-hostname", "worker-replacement@%h",
-        env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())},
-    )  # fmt: skip
+def deliver_all(db: MetadataDB, sim: Simulator, run_id: str, seen: Observation) -> int:
+    """Mark every case of the batch Delivered; how many."""
+    names = case_names(db, run_id)
+    for map_index, name in sorted(names.items()):
+        sim.deliver(name)
+        seen.delivered_at[map_index] = time.monotonic()
+    return len(names)
 
 
 def wait_until(what: str, done: Callable[[], bool], components: Components, limit: float) -> None:
@@ -526,10 +578,17 @@ def wait_until(what: str, done: Callable[[], bool], components: Components, limi
 
 
 def airflow_env(
-    home: Path, pg_url: str, args: argparse.Namespace, sim: Simulator, data: Path, broker: str | None = None
+    home: Path,
+    pg_url: str,
+    args: argparse.Namespace,
+    sim: Simulator,
+    data: Path,
+    broker: str | None = None,
+    dags: Path | None = None,
 ) -> dict[str, str]:
     """One environment for every Airflow process (the triggerers override the connection); with a
-    ``broker``, the CeleryExecutor's (task results in the metadata DB)."""
+    ``broker``, the CeleryExecutor's (task results in the metadata DB); ``dags``: the chaos run's
+    DAG folder."""
     api_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update(
@@ -562,10 +621,21 @@ def airflow_env(
         EMEDGENE_DATA_DIR=str(data),
         EMEDGENE_POLL_INTERVAL=str(args.poll_interval),
     )
-    if args.kill_worker:
-        # The killed worker's task stops heartbeating: the scheduler fails its try after this long,
-        # and the create's retry (the example DAG's EMEDGENE_CREATE_RETRIES) runs on a live worker.
-        env.update(AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT="20", EMEDGENE_CREATE_RETRIES="2")
+    # Every Emedgene task in one pool: with each process's requests_per_second, it bounds the rate
+    # of the whole deployment (see the "peak request rate" figure).
+    env.update(EMEDGENE_POOL=POOL)
+    if args.chaos:
+        env.update(
+            # The killed worker's task stops heartbeating: the scheduler fails its try after this
+            # long, and the create's retry runs on a live worker. Retries 10 s apart and doubling
+            # (the example DAG's EMEDGENE_RETRIES) outlast the tenant's outage.
+            AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT="20",
+            EMEDGENE_RETRIES="6",
+            # One triggerer must be able to take every wait of the other; Airflow's default batch.
+            AIRFLOW__TRIGGERER__CAPACITY=str(2 * (args.cases + args.watchers)),
+            AIRFLOW__TRIGGERER__MAX_TRIGGER_TO_SELECT_PER_LOOP="50",
+            AIRFLOW__CORE__DAGS_FOLDER=str(dags),
+        )
     if broker is not None:
         env.update(
             AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
@@ -585,6 +655,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.chaos:  # 200 extra waits to defer: at least 8 task slots
+        args.parallelism = max(args.parallelism, 8)
     out = Path(args.home).resolve()
     if out.is_dir() and any(out.iterdir()) and not (out / "manifest.csv").exists():
         print(f"error: {out} is not empty and not an earlier run's outputs; not wiping it", file=sys.stderr)
@@ -600,7 +672,11 @@ def run(args: argparse.Namespace) -> int:
     bench_started = time.monotonic()
     with contextlib.ExitStack() as cleanup:  # stopped in reverse: Airflow, the DB reader, the simulator
         sim = Simulator(
-            out / "simulator.out", 7 * 24 * 3600 if by_hand else args.stage_seconds, args.token_ttl
+            out / "simulator.out",
+            7 * 24 * 3600 if by_hand else args.stage_seconds,
+            args.token_ttl,
+            args.worker_rate,
+            args.triggerer_rate,
         )
         cleanup.callback(sim.stop)
         db = MetadataDB(pg_url)
@@ -610,24 +686,36 @@ def run(args: argparse.Namespace) -> int:
             redis = Redis(out)
             cleanup.callback(redis.stop)
             broker = redis.url
-        components = Components(home, airflow_env(home, pg_url, args, sim, data, broker))
+        dags = None
+        if args.chaos:  # the example batch DAG and the bench's watchers, nothing else
+            dags = out / "dags"
+            dags.mkdir()
+            (dags / "emedgene_clinical_batch.py").symlink_to(
+                ROOT / "dags_examples" / "emedgene_clinical_batch.py"
+            )
+            (dags / "emedgene_bench_watchers.py").symlink_to(
+                ROOT / "bench" / "dags" / "emedgene_bench_watchers.py"
+            )
+        components = Components(home, airflow_env(home, pg_url, args, sim, data, broker, dags))
         cleanup.callback(components.stop)
         print(f"simulator {sim.url} (TLS); metadata DB {re.sub(r'//[^@/]*@', '//', pg_url)}", flush=True)
         print(f"executor {args.executor}" + (f": broker {broker}, {args.workers} workers" if broker else ""))
         t_migrate = time.monotonic()
         components.cli("db", "migrate")
         print(f"airflow db migrate: {time.monotonic() - t_migrate:.0f} s", flush=True)
+        components.cli("pools", "set", POOL, str(args.pool_slots), "Emedgene tenant (bench)")
         api_port = components.env["AIRFLOW__API__PORT"]
         components.start("api-server", "api-server", "--port", api_port)
         components.start("dag-processor", "dag-processor")
         components.start("scheduler", "scheduler")
-        for i in range(1, (args.workers if broker else 0) + 1):
+
+        def start_worker(name: str) -> None:
             components.start(
-                f"worker-{i}",
-                "celery", "worker", "--celery-hostname", f"worker-{i}@%h",
+                name, "celery", "worker", "--celery-hostname", f"{name}@%h",
                 env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())},
             )  # fmt: skip
-        for i in range(1, args.triggerers + 1):
+
+        def start_triggerer(i: int) -> None:
             components.start(
                 f"triggerer-{i}",
                 "triggerer",
@@ -636,18 +724,43 @@ def run(args: argparse.Namespace) -> int:
                     "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
                 },
             )
+
+        for i in range(1, (args.workers if broker else 0) + 1):
+            start_worker(f"worker-{i}")
+        for i in range(1, (1 if args.chaos else args.triggerers) + 1):  # chaos: the 2nd joins later
+            start_triggerer(i)
+        dag_ids = [DAG_ID, WATCHERS_DAG_ID] if args.chaos else [DAG_ID]
         wait_until(
-            "the DAG was parsed",
-            lambda: bool(db.query("SELECT 1 FROM serialized_dag WHERE dag_id = %s", DAG_ID)),
+            "the DAGs were parsed",
+            lambda: (
+                len(db.query("SELECT 1 FROM serialized_dag WHERE dag_id = ANY(%s)", dag_ids)) == len(dag_ids)
+            ),
             components,
             limit=300,
         )
+        watched = sim.create_cases(args.watchers) if args.chaos else []
+        sim.reset_counters()  # the figures count the run's requests and cases only
         conf = {"manifest": str(manifest), "export_dir": f"file://{exports}/"}
-        components.cli("dags", "unpause", DAG_ID)
+        for dag_id in dag_ids:
+            components.cli("dags", "unpause", dag_id)
         started = time.monotonic()
         components.cli("dags", "trigger", DAG_ID, "--conf", json.dumps(conf))
         print(f"triggered {DAG_ID} with {args.cases} cases", flush=True)
         (run_id,) = [r[0] for r in db.query("SELECT run_id FROM dag_run WHERE dag_id = %s", DAG_ID)]
+        run_ids = [run_id]
+        chaos = None
+        if args.chaos:
+            components.cli("dags", "trigger", WATCHERS_DAG_ID, "--conf", json.dumps({"cases": watched}))
+            print(f"triggered {WATCHERS_DAG_ID} with {len(watched)} waits", flush=True)
+            run_ids += [
+                r[0] for r in db.query("SELECT run_id FROM dag_run WHERE dag_id = %s", WATCHERS_DAG_ID)
+            ]
+            chaos = ChaosPlan(
+                db=db, sim=sim, components=components, seen=seen, run_id=run_id, dag_id=DAG_ID,
+                watched=watched, kill_at=args.kill_at, outage_seconds=args.outage_seconds,
+                start_triggerer=start_triggerer, start_worker=lambda: start_worker("worker-replacement"),
+                deliver_batch=lambda: deliver_all(db, sim, run_id, seen),
+            )  # fmt: skip
 
         settled: set[int] = set()
         scheduler_log = home / "scheduler.out"
@@ -656,11 +769,12 @@ def run(args: argparse.Namespace) -> int:
         deadline = started + args.timeout
         state = None
         while True:
-            components.check_alive()
-            if args.kill_worker and not components.killed:
-                kill_the_held_create(db, sim, components, run_id, seen)
+            if chaos is None:
+                components.check_alive()
+            else:
+                chaos.step()
             claimed = sample_triggers(db, seen)
-            if by_hand and claimed:
+            if by_hand and claimed and chaos is None:  # (the chaos plan delivers the batch itself)
                 with scheduler_log.open("rb") as handle:
                     handle.seek(offset)
                     chunk = handle.read()
@@ -688,9 +802,11 @@ def run(args: argparse.Namespace) -> int:
                 for map_index in sorted(ready):
                     sim.deliver(names[map_index])
                     seen.delivered_at[map_index] = time.monotonic()
-            states = db.query("SELECT state FROM dag_run WHERE run_id = %s", run_id)
-            state = str(states[0][0])
-            if state in ("success", "failed"):
+            run_states = dict(db.query("SELECT run_id, state FROM dag_run WHERE run_id = ANY(%s)", run_ids))
+            state = str(run_states[run_id])
+            if all(run_states[r] in ("success", "failed") for r in run_ids) and (
+                chaos is None or chaos.stage == "done"
+            ):
                 break
             if time.monotonic() > deadline:
                 print(f"error: the run is still {state} after {args.timeout:g} s", file=sys.stderr)
@@ -707,11 +823,31 @@ def run(args: argparse.Namespace) -> int:
             int(r[0]) for r in db.query("SELECT id FROM job WHERE job_type = 'TriggererJob' ORDER BY id")
         ]
         names = case_names(db, run_id)
+        created_ok = {
+            int(m)
+            for (m,) in db.query(
+                "SELECT map_index FROM task_instance WHERE run_id = %s AND task_id = 'create_case' "
+                "AND state = 'success'",
+                run_id,
+            )
+        }
+        retried = db.query(
+            "SELECT task_id, sum(try_number - 1) FROM task_instance WHERE run_id = ANY(%s) "
+            "GROUP BY task_id HAVING sum(try_number - 1) > 0 ORDER BY task_id",
+            run_ids,
+        )
     whole = time.monotonic() - bench_started
 
     # -- figures ---------------------------------------------------------------------------------
     print(f"\nrun {run_id}: {state}; task instances: " + ", ".join(f"{t} {s}: {n}" for t, s, n in ti_states))
     rows: list[Row] = [Row("DAG run state", str(state), "success", state == "success")]
+    green = sum(1 for r in run_ids if run_states[r] == "success")
+    if chaos is not None:
+        rows.append(
+            Row(
+                "runs green once the faults are over", f"{green}/{len(run_ids)}", "all", green == len(run_ids)
+            )
+        )
     rows.append(
         Row(
             "executor",
@@ -727,19 +863,25 @@ def run(args: argparse.Namespace) -> int:
             counters["cases_created"] == n,
         )
     )
-    if args.kill_worker:
-        rows.append(
-            Row("chaos", "; ".join(seen.chaos) or "none happened", "a worker killed", bool(seen.chaos))
-        )
-        rows.append(
-            Row(
-                "cases per family",
-                f"{counters['cases_created'] / n:.2f}",
-                "1.00",
-                counters["cases_created"] == n,
-            )
-        )
     written = sorted(p.stem for p in exports.glob("*.json")) if exports.is_dir() else []
+    per_family = counters["cases_created"] / n
+    # A family is lost if its create did not end in success or its case's export was not written.
+    lost = sorted(i for i in range(n) if i not in created_ok or names.get(i) not in written)
+    rows.append(Row("cases per family", f"{per_family:.2f}", "1.00", counters["cases_created"] == n))
+    shown = str(len(lost)) + (f" {lost[:5]}" if lost else "")
+    rows.append(Row("families with no case or a wrong outcome", shown, "0", not lost))
+    if chaos is not None:
+        f = chaos.figures
+        print("chaos, in order:\n" + "\n".join(f"  {what}" for what in seen.chaos))
+        rows.append(Row("chaos", f"{len(seen.chaos)} events", "all 5 faults", chaos.stage == "done"))
+        rows.append(Row("waits on the killed triggerer", str(f.triggerer_killed_with), f">= {args.kill_at}",
+                        f.triggerer_killed_with >= args.kill_at))  # fmt: skip
+        rows.append(Row("takeover of its waits by the survivor",
+                        "-" if f.takeover_seconds is None else f"{f.takeover_seconds:.0f} s"))  # fmt: skip
+        rows.append(Row("components restarted after exiting", str(len(f.restarted)) +
+                        (f" ({'; '.join(f.restarted)})" if f.restarted else "")))  # fmt: skip
+    rows.append(Row("task retries (tries beyond the first)",
+                    ", ".join(f"{t} {int(k)}" for t, k in retried) or "none"))  # fmt: skip
     rows.append(
         Row("export files written", str(len(written)), f"= {n}, one per case",
             len(written) == n and set(written) == set(names.values()))
@@ -759,31 +901,41 @@ def run(args: argparse.Namespace) -> int:
         for job in jobs:
             per_triggerer[job] += 1
     triggers = len(ids)
+    waits = n + len(watched)
     rows.append(
-        Row("triggers run", str(triggers), f"= {n}, one per wait" if by_hand else "recorded",
-            triggers == n if by_hand else None)
+        Row("triggers run", str(triggers), f"= {waits}, one per wait" if by_hand else "recorded",
+            triggers == waits if by_hand else None)
     )  # fmt: skip
     rows.append(
         Row("triggers seen in the DB and in a trigger log", str(both_sources),
-            f"= {n}" if by_hand else "recorded", both_sources == n if by_hand else None)
+            f"= {waits}" if by_hand else "recorded", both_sources == waits if by_hand else None)
+    )  # fmt: skip
+    orphaned = chaos.orphaned if chaos is not None else set()
+    # Under chaos a trigger moves on when its triggerer dies, killed or exited: never two at once.
+    # From the logs: a trigger's runs in two triggerers never overlap in time.
+    at_once = sorted(overlapping(trigger_runs))
+    rows.append(
+        Row("triggers run by two triggerers at once", f"{len(at_once)} {at_once[:5]}" if at_once else "0",
+            "0", not at_once)
     )  # fmt: skip
     rows.append(
-        Row("triggers run by two triggerers", str(len(twice)) + (f" {twice[:5]}" if twice else ""), "0",
-            not twice)
+        Row("triggers run by two triggerers", str(len(twice)) + (f" {twice[:5]}" if twice else ""),
+            f"recorded: the {len(orphaned)} orphaned by the kill, and any of a triggerer that exited"
+            if chaos else "0", None if chaos else not twice)
     )  # fmt: skip
     split = " / ".join(str(per_triggerer.get(job, 0)) for job in triggerer_jobs)
     used = sum(1 for job in triggerer_jobs if per_triggerer.get(job))
     rows.append(
-        Row("triggers per triggerer", split or "-", f"all {args.triggerers} used", used == args.triggerers)
+        Row("triggers per triggerer", split or "-", f"all {len(triggerer_jobs)} used",
+            used == len(triggerer_jobs) >= args.triggerers)
     )  # fmt: skip
 
     # Celery: every worker took tasks (each logs "Task execute_workload[...] received" per task).
     if args.executor == "celery":
-        taken = [components.output(f"worker-{i}").count("] received") for i in range(1, args.workers + 1)]
-        rows.append(
-            Row("tasks per Celery worker", " / ".join(map(str, taken)), f"all {args.workers} used",
-                all(taken) and len(taken) == args.workers)
-        )  # fmt: skip
+        workers = [name for name in components.specs if name.startswith("worker-")]
+        taken = {name: components.output(name).count("] received") for name in workers}
+        split = " / ".join(f"{w}: {t}" for w, t in taken.items())
+        rows.append(Row("tasks per Celery worker", split, f"all {len(workers)} used", all(taken.values())))
 
     # Logins: the triggerers' (API key) against one per triggerer per token lifetime, over the
     # time each triggerer had triggers running (from its logs). A client renews a token
@@ -798,10 +950,23 @@ def run(args: argparse.Namespace) -> int:
         busy[job] = (max(r.end for r in mine) - min(r.start for r in mine)).total_seconds()
     allowed = sum(1 + math.floor(seconds / usable) for seconds in busy.values())
     spans = " + ".join(f"(1 + {seconds:.0f} s / {usable:g} s)" for seconds in busy.values())
+    if chaos is None:
+        rows.append(
+            Row("triggerer logins", str(trig_logins), f"<= {allowed} = {spans}", 0 < trig_logins <= allowed)
+        )  # fmt: skip
+    else:  # a killed triggerer, an outage and every token expired each cost logins: recorded
+        rows.append(
+            Row("triggerer logins", f"{trig_logins} ({trig_logins / len(triggerer_jobs):.1f} per triggerer)")
+        )
+    rows.append(Row("worker logins (tenant's count)", str(worker_logins)))
+    by_process = task_process_logins(home / "logs")
+    batch_logins = sum(k for (dag_id, _), k in by_process.items() if dag_id == DAG_ID)
+    calling = [k for k in by_process.values() if k]
     rows.append(
-        Row("triggerer logins", str(trig_logins), f"<= {allowed} = {spans}", 0 < trig_logins <= allowed)
+        Row("logins per task process that logged in", f"{max(calling, default=0)} at most, "
+            f"{len(calling)} of {len(by_process)} processes")
     )  # fmt: skip
-    rows.append(Row("worker logins (one per task process that calls)", str(worker_logins)))
+    rows.append(Row("worker logins per case (batch DAG)", f"{batch_logins / n:.2f}"))
 
     # Secrets: the password and the API key appear in no output and no task log.
     scanned = [p for p in out.rglob("*") if p.is_file() and p.suffix in (".log", ".out") and p != manifest]
@@ -816,9 +981,19 @@ def run(args: argparse.Namespace) -> int:
     polls = int(requests.get("GET /api/test/{name}", 0))
     rows.append(Row("wall time (trigger to run end)", f"{wall:.0f} s"))
     rows.append(Row("wall time (whole bench, up to processes stopped)", f"{whole:.0f} s"))
-    rows.append(Row("requests per case (all routes)", f"{total / n:.1f}"))
-    rows.append(Row("status reads per case", f"{polls / n:.1f}"))
+    per_wait = f", {total / waits:.1f} per wait" if watched else ""
+    rows.append(Row("requests per case (all routes)", f"{total / n:.1f}{per_wait}"))
+    rows.append(Row("status reads per wait", f"{polls / waits:.1f}"))
     rows.append(Row("peak concurrent triggers", str(seen.peak_concurrent)))
+    # The deployment's bound: at most pool-slots task processes call at once, each paced to its
+    # connection's rate (plus a burst of one), and each live triggerer to its own.
+    bound = args.pool_slots * (args.worker_rate + 1) + args.triggerers * (args.triggerer_rate + 1)
+    peak = int(counters["peak_requests_per_second"])
+    rows.append(
+        Row("peak request rate at the tenant (any 1 s)", f"{peak}/s",
+            f"<= {bound:g}/s = {args.pool_slots} slots x ({args.worker_rate:g}+1) + "
+            f"{args.triggerers} triggerers x ({args.triggerer_rate:g}+1)", peak <= bound)
+    )  # fmt: skip
     if seen.delivered_at:
         rows.append(Row("cases delivered by the bench", str(len(seen.delivered_at))))
     if seen.unsettled:
@@ -833,11 +1008,18 @@ def run(args: argparse.Namespace) -> int:
         "triggers": triggers, "per_triggerer": dict(per_triggerer), "peak_concurrent": seen.peak_concurrent,
         "triggerer_logins": trig_logins, "allowed_triggerer_logins": allowed, "worker_logins": worker_logins,
         "triggerer_busy_seconds": busy, "token_ttl": args.token_ttl,
+        "peak_requests_per_second": peak, "rate_bound": bound, "logins_by_process": sorted(calling),
+        "chaos": None if chaos is None else {**chaos.figures.__dict__, "events": seen.chaos},
         "rows": [r.__dict__ for r in rows],
     }  # fmt: skip
     (out / "result.json").write_text(json.dumps(result, indent=2))
     missed = [r.figure for r in rows if r.ok is False]
     print(f"\n{'MISSED: ' + '; '.join(missed) if missed else 'all goals met'} (outputs in {out})")
+    if chaos is not None:
+        line = (
+            f"cases per family {per_family:.2f}, families lost {len(lost)}, green runs {green}/{len(run_ids)}"
+        )
+        print(f"chaos: {line}")
     return 1 if missed else 0
 
 
@@ -850,9 +1032,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=2, help="Celery worker processes (--executor celery)")
     parser.add_argument(
-        "--kill-worker", action="store_true",
-        help="chaos: SIGKILL the Celery worker whose create reached the tenant and awaits its held answer",
+        "--chaos", action="store_true",
+        help="kill a worker mid-create, a triggerer with --kill-at waits, restart PostgreSQL, take the "
+        "tenant down, expire every token (bench/cluster_chaos.py)",
     )  # fmt: skip
+    parser.add_argument("--watchers", type=int, default=200, help="--chaos: extra waits (bench/dags)")
+    parser.add_argument("--kill-at", type=int, default=200, help="--chaos: waits on the triggerer killed")
+    parser.add_argument("--outage-seconds", type=float, default=120.0, help="--chaos: the tenant down, s")
+    parser.add_argument("--pool-slots", type=int, default=4, help="slots of the Emedgene tasks' pool")
+    parser.add_argument(
+        "--worker-rate", type=float, default=5.0, help="requests_per_second, worker connection"
+    )
+    parser.add_argument(
+        "--triggerer-rate", type=float, default=20.0, help="requests_per_second, triggerer connection"
+    )
     parser.add_argument(
         "--parallelism", type=int, default=4, help="task slots (split among the Celery workers)"
     )

@@ -7,6 +7,8 @@
 #                            port, (re)create the database "airflow"; writes its SQLAlchemy URL
 #                            to .bench/pg/url
 #   bench/pg.sh stop         stop it (no-op when it is not running)
+#   bench/pg.sh restart      restart the running server (same port and data; the chaos benchmark's
+#                            "metadata DB restarts" fault): open connections are cut
 #   bench/pg.sh run CMD...   start, run CMD with BENCH_PG_URL set, stop whatever CMD did
 #                            (also on failure or Ctrl-C); exits with CMD's status
 #
@@ -91,10 +93,17 @@ stop() {
     rm -f "$PG_HOME/url"
 }
 
+restart() {
+    BIN=$(pg_bin) || { echo "error: PostgreSQL is not installed" >&2; exit 1; }
+    running || { echo "error: PostgreSQL is not running" >&2; exit 1; }
+    as_owner "$BIN/pg_ctl" -D "$DATA" -l "$PG_HOME/postgres.log" -m fast -w -t 60 restart >/dev/null
+}
+
 case "${1:-}" in
     install) ensure_installed; echo "PostgreSQL tools in $BIN" ;;
     start) start ;;
     stop) stop ;;
+    restart) restart ;;
     run)
         shift
         [ $# -gt 0 ] || { echo "usage: $0 run CMD..." >&2; exit 2; }
@@ -106,7 +115,7 @@ case "${1:-}" in
         exit "$status"
         ;;
     *)
-        echo "usage: $0 install|start|stop|run CMD..." >&2
+        echo "usage: $0 install|start|stop|restart|run CMD..." >&2
         exit 2
         ;;
 esac
