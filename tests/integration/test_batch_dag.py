@@ -489,7 +489,7 @@ def test_importing_the_batch_tasks_loads_no_http_client() -> None:
     import subprocess
     import sys
 
-    from test_import_cost import HEAVY
+    from locations import HEAVY
 
     done = subprocess.run(
         [sys.executable, "-c", _IMPORT_PROBE], capture_output=True, text=True, timeout=300, check=False

@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 
-from locations import ROOT
+from locations import HEAVY, ROOT
 
 _PROBE = """
 import json, sys
@@ -25,22 +25,6 @@ import emedgene_provider.triggers.emedgene  # noqa: F401
 import emedgene_provider.hooks.emedgene  # noqa: F401
 print(json.dumps(sorted(set(sys.modules) - before)))
 """
-
-#: Loaded only when a call is made (or, for the simulator and cryptography, never in production).
-HEAVY = (
-    "emedgene_provider.client.sync",
-    "emedgene_provider.client.aio",
-    "emedgene_provider.client.deadline",
-    "emedgene_provider.testing",
-    "requests",
-    "urllib3",
-    "aiohttp",
-    "tenacity",
-    "cryptography",
-    # the [openlineage] extra: imported only in the operators' OpenLineage methods
-    "openlineage",
-    "airflow.providers.openlineage",
-)
 
 
 def _added_by_import() -> list[str]:
