@@ -284,7 +284,7 @@ class Simulator:
                 "host": self.url,
                 "extra": {
                     "api_key": SIM_API_KEY,
-                    "token_url": self.url + "/platform-services-manager/Token",
+                    "login_url": self.url + "/platform-services-manager/Token",
                     "auth_type": "api_key",
                     "verify": self.ca_file,
                     "requests_per_second": self.triggerer_rate,

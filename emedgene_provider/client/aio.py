@@ -41,12 +41,14 @@ from emedgene_provider.client.secrets import Scrubber
 from emedgene_provider.client.wire import (
     CHUNK_BYTES,
     CappedBody,
+    connect_reason,
     deadline_passed,
     declared_length,
     is_redirect,
     no_tls,
     redirected,
     speaks_no_tls,
+    unreachable,
 )
 
 log = logging.getLogger(__name__)
@@ -205,8 +207,11 @@ class AsyncEmedgeneClient:
             if isinstance(exc, asyncio.TimeoutError) and not isinstance(exc, aiohttp.ServerTimeoutError):
                 # aiohttp's total timeout: the deadline passed, however busy the socket was
                 raise deadline_passed(call, self.config.deadline, self.config.timeout) from None
-            detail = f"{type(exc).__name__} on {call.method} {call.path}: {self.scrub(str(exc))[:200]}"
             never_sent = isinstance(exc, aiohttp.ClientConnectorError)
+            reason = connect_reason(exc, self.config.timeout) if never_sent else None
+            if reason is not None:
+                raise transport_failure(call, unreachable(call, url, reason), never_sent=True) from None
+            detail = f"{type(exc).__name__} on {call.method} {call.path}: {self.scrub(str(exc))[:200]}"
             raise transport_failure(call, detail, never_sent=never_sent) from None
 
     async def _drive(self, flow: flows.Flow[T]) -> T:

@@ -38,7 +38,7 @@ MAX_RENEWAL_LEAD = 300.0
 MAX_LIFETIME = 365 * 24 * 3600.0
 
 
-def derive_token_url(base_url: str) -> str | None:
+def derive_login_url(base_url: str) -> str | None:
     """``https://<x>.login.illumina.com/platform-services-manager/Token`` for an ``<x>.emg.illumina.com``
     tenant [doc]; None for any other host, where the connection must say where keys are exchanged."""
     host = (urlsplit(base_url).hostname or "").lower()
@@ -57,7 +57,7 @@ class Credentials:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     api_key: str | None = field(default=None, repr=False)
-    token_url: str | None = None
+    login_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.auth_type == "password" and not (self.username and self.password):
@@ -69,11 +69,11 @@ class Credentials:
                 raise EmedgeneConfigError(
                     f"Emedgene connection to {self.base_url}: API-key auth needs the extra 'api_key'."
                 )
-            if not self.token_url:
+            if not self.login_url:
                 raise EmedgeneConfigError(
                     f"Emedgene connection to {self.base_url}: cannot derive where to exchange the API key "
                     "(only <tenant>.emg.illumina.com hosts have a known login host); set the extra "
-                    "'token_url', e.g. https://<tenant>.login.illumina.com/platform-services-manager/Token."
+                    "'login_url', e.g. https://<tenant>.login.illumina.com/platform-services-manager/Token."
                 )
 
     @property
@@ -91,13 +91,13 @@ class Credentials:
         """Identifies a token: same tenant, flow and credentials share one. The secret is hashed so
         the key itself holds nothing worth stealing."""
         digest = hashlib.sha256(self.secret.encode()).hexdigest()
-        return (self.base_url, self.auth_type, self.username or "", self.token_url or "", digest)
+        return (self.base_url, self.auth_type, self.username or "", self.login_url or "", digest)
 
     def describe(self) -> str:
         """For messages: which flow, as whom, never the secret."""
         if self.auth_type == "password":
             return f"login as {self.username!r} at {self.base_url}{LOGIN_PATH}"
-        return f"API-key token exchange at {self.token_url}"
+        return f"API-key token exchange at {self.login_url}"
 
 
 def basic_auth_value(api_key: str) -> str:
@@ -127,7 +127,7 @@ def login_request(creds: Credentials) -> LoginRequest:
     if creds.auth_type == "api_key":
         return LoginRequest(
             "POST",
-            str(creds.token_url),
+            str(creds.login_url),
             {"Authorization": basic_auth_value(str(creds.api_key))},
             (("audience", "emedgene"), ("grant_type", "api_key")),
         )

@@ -7,6 +7,7 @@ extra, its default and its bounds are declared in :mod:`emedgene_provider.client
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import math
@@ -19,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from emedgene_provider.client import status as status_lifecycle
-from emedgene_provider.client.auth import AuthType, Credentials, derive_token_url
+from emedgene_provider.client.auth import AuthType, Credentials, derive_login_url
 from emedgene_provider.client.create import DEFAULT_RECONCILE_WINDOW
 from emedgene_provider.client.endpoints import case_path_segment
 from emedgene_provider.client.errors import EmedgeneConfigError
@@ -29,7 +30,7 @@ from emedgene_provider.client.retry import RetryPolicy
 from emedgene_provider.client.settings import SETTINGS
 
 DEFAULT_TIMEOUT = SETTINGS["timeout"].number_default
-DEFAULT_TOKEN_LIFETIME = SETTINGS["token_lifetime"].number_default
+DEFAULT_SESSION_LIFETIME = SETTINGS["session_lifetime"].number_default
 DEFAULT_MAX_RETRIES = int(SETTINGS["max_retries"].number_default)
 DEFAULT_RETRY_MAX_WAIT = SETTINGS["retry_max_wait"].number_default
 DEFAULT_CASE_URL_TEMPLATE = str(SETTINGS["case_url_template"].default)
@@ -52,6 +53,18 @@ _FALSE = {"false", "0", "no", "off"}
 #: Extras this provider reads; anything else is reported, since a misspelt ``verfy`` would
 #: otherwise silently leave a setting at its default.
 KNOWN_EXTRAS = tuple(SETTINGS)
+#: Extras renamed before 1.0 because Airflow masks every extra whose name holds a sensitive word
+#: ("token" is one): their values were shown as *** in logs, the UI and the REST API, and any
+#: other text equal to a value (a lifetime of 28800) was masked too. Refused with the new name.
+RENAMED_EXTRAS = {"token_url": "login_url", "token_lifetime": "session_lifetime"}
+
+
+def _named(name: str) -> str:
+    """An unknown extra, with what it is now called or the known extra it most looks like."""
+    if name in RENAMED_EXTRAS:
+        return f"{name!r} (renamed {RENAMED_EXTRAS[name]!r}: Airflow masks names holding 'token')"
+    close = difflib.get_close_matches(name.lower(), KNOWN_EXTRAS, n=1, cutoff=0.75)
+    return f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
 
 
 @dataclass(frozen=True)
@@ -62,7 +75,7 @@ class ClientConfig:
     credentials: Credentials
     verify: bool | str = True
     timeout: float = DEFAULT_TIMEOUT
-    token_lifetime: float = DEFAULT_TOKEN_LIFETIME
+    session_lifetime: float = DEFAULT_SESSION_LIFETIME
     retry: RetryPolicy = field(
         default_factory=lambda: RetryPolicy(
             max_attempts=DEFAULT_MAX_RETRIES + 1, max_wait=DEFAULT_RETRY_MAX_WAIT
@@ -342,8 +355,8 @@ def config_from_connection(
     unknown = sorted(set(extras) - set(KNOWN_EXTRAS))
     if unknown:
         raise EmedgeneConfigError(
-            f"Emedgene connection has unknown extra(s) {', '.join(unknown)}; known extras: "
-            f"{', '.join(KNOWN_EXTRAS)}."
+            f"Emedgene connection has unknown extra(s) {', '.join(_named(name) for name in unknown)}; "
+            f"known extras: {', '.join(KNOWN_EXTRAS)}."
         )
     raw_host = host or ""
     refuse_userinfo("host", raw_host, on_secret)
@@ -369,13 +382,13 @@ def config_from_connection(
             )
         auth_type = "api_key" if api_key else "password"
     resolved: AuthType = "api_key" if auth_type == "api_key" else "password"
-    token_url = extras.get("token_url") or (derive_token_url(base_url) if resolved == "api_key" else None)
-    if token_url:
-        token_url = str(token_url)
-        refuse_userinfo("extra 'token_url'", token_url, on_secret)
-        if _plain_http_refused(token_url, allow_http):
+    login_url = extras.get("login_url") or (derive_login_url(base_url) if resolved == "api_key" else None)
+    if login_url:
+        login_url = str(login_url)
+        refuse_userinfo("extra 'login_url'", login_url, on_secret)
+        if _plain_http_refused(login_url, allow_http):
             raise EmedgeneConfigError(
-                f"Emedgene connection extra 'token_url' {token_url!r} uses plain http to a non-loopback "
+                f"Emedgene connection extra 'login_url' {login_url!r} uses plain http to a non-loopback "
                 "host; use https, or set 'allow_http': true."
             )
     credentials = Credentials(
@@ -384,7 +397,7 @@ def config_from_connection(
         username=login or None,
         password=password or None,
         api_key=str(api_key) if api_key else None,
-        token_url=token_url,
+        login_url=login_url,
     )
 
     verify_raw = extras.get("verify", SETTINGS["verify"].default)
@@ -417,7 +430,7 @@ def config_from_connection(
         credentials=credentials,
         verify=verify,
         timeout=numbers["timeout"],
-        token_lifetime=numbers["token_lifetime"],
+        session_lifetime=numbers["session_lifetime"],
         max_response_bytes=int(numbers["max_response_mb"] * 1024 * 1024),
         retry=RetryPolicy(max_attempts=int(numbers["max_retries"]) + 1, max_wait=numbers["retry_max_wait"]),
         case_url_template=case_url_template,

@@ -196,7 +196,7 @@ def login(client: Client) -> Flow[Token]:
         sent = Send(login_call, request.url, request.headers, request.params, request.json)
         status, headers, body = yield from exchange(client, sent)
         return interpret_login(
-            creds, status, headers, body, client.scrub, default_lifetime=config.token_lifetime
+            creds, status, headers, body, client.scrub, default_lifetime=config.session_lifetime
         )
 
     token = yield from retried(login_call, client, attempt)

@@ -155,9 +155,9 @@ _SETTINGS: tuple[Setting, ...] = (
         details="Sensitive: masked everywhere.",
     ),
     Setting(
-        "token_url",
+        "login_url",
         "string",
-        "API-key token URL",
+        "API-key login URL",
         "Where the API key is exchanged for a token. Derived for `<tenant>.emg.illumina.com` hosts "
         "(`https://<tenant>.login.illumina.com/platform-services-manager/Token`); required otherwise.",
         shown_default="derived",
@@ -197,9 +197,9 @@ _SETTINGS: tuple[Setting, ...] = (
         details="That bound holds however slowly the server drips its answer, retries aside.",
     ),
     Setting(
-        "token_lifetime",
+        "session_lifetime",
         "number",
-        "Token lifetime (s)",
+        "Session lifetime (s)",
         "Seconds a token is trusted when the login answer carries neither `expires_in` nor a JWT `exp`.",
         default=3600.0,
         minimum=1.0,

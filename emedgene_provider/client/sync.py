@@ -74,12 +74,14 @@ from emedgene_provider.client.wire import (
     CHUNK_BYTES,
     CappedBody,
     causes,
+    connect_reason,
     deadline_passed,
     declared_length,
     is_redirect,
     no_tls,
     redirected,
     speaks_no_tls,
+    unreachable,
 )
 
 log = logging.getLogger(__name__)
@@ -221,6 +223,9 @@ class EmedgeneClient:
                     # A create is a settings error only when it certainly never left: a TLS
                     # failure while reading its answer leaves it unclear (transport_failure).
                     raise tls_failed(call, config.base_url, self.scrub(str(exc))) from None
+                reason = connect_reason(exc, config.timeout) if _never_sent(exc) else None
+                if reason is not None:
+                    raise transport_failure(call, unreachable(call, url, reason), never_sent=True) from None
                 timed_out = f" (timeout {config.timeout:g} s)" if isinstance(exc, requests.Timeout) else ""
                 detail = (
                     f"{type(exc).__name__}{timed_out} on {call.method} {call.path}: "

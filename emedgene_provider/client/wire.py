@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 import ssl
 from collections.abc import Iterator, Mapping
 from urllib.parse import urljoin, urlsplit
@@ -102,7 +104,7 @@ def redirected(call: ApiCall, status: int, location: str | None, request_url: st
     detail = f"HTTP {status} from {call.method} {call.path} redirects {where}"
     if status == 303 and not call.idempotent:
         return ambiguous_create(call, f"{detail}, which means the server did it", status_code=status)
-    token_hint = " and the extra 'token_url'" if call.operation == "login" else ""
+    token_hint = " and the extra 'login_url'" if call.operation == "login" else ""
     return EmedgeneRedirectError(
         f"Emedgene {call.describe()}: {detail}. Redirects are never followed (they would carry "
         f"credentials or case data to another address): check the connection's host{token_hint} "
@@ -193,7 +195,7 @@ def speaks_no_tls(exc: BaseException) -> bool:
 def no_tls(call: ApiCall, url: str) -> EmedgeneError:
     """https to a server that answers in plain http: a setting to fix (scheme or port), never
     retried, and not a certificate matter (``verify`` would not help)."""
-    token_hint = " (or the extra 'token_url')" if call.operation == "login" else ""
+    token_hint = " (or the extra 'login_url')" if call.operation == "login" else ""
     return EmedgeneConfigError(
         f"Emedgene {call.describe()}: the server at {origin(url)} does not speak TLS (it answered the "
         f"https handshake in plain http): check the scheme and port of the connection's host{token_hint}. "
@@ -211,3 +213,33 @@ def deadline_passed(call: ApiCall, deadline: float, timeout: float) -> Exception
         f"(the call's deadline: {deadline / timeout:g} x the connection's timeout of {timeout:g} s)"
     )
     return transport_failure(call, detail, never_sent=False)
+
+
+def connect_reason(exc: BaseException, timeout: float) -> str | None:
+    """Why no connection was made, in words, from what ``exc`` wraps; None if one was made (or
+    the cause is not known). Both transports wrap the socket's own error: requests in urllib3's
+    ``NewConnectionError``/``NameResolutionError``, aiohttp in ``ClientConnectorError``."""
+    for cause in causes(exc):
+        name = type(cause).__name__
+        if isinstance(cause, socket.gaierror) or name in ("NameResolutionError", "ClientConnectorDNSError"):
+            return "the host name did not resolve (DNS)"
+        if isinstance(cause, ConnectionRefusedError):
+            return "the connection was refused (nothing listens on that port)"
+        if name in ("ConnectTimeoutError", "ConnectTimeout", "ConnectionTimeoutError") or isinstance(
+            cause, socket.timeout
+        ):
+            return f"connecting timed out after {timeout:g} s"
+        if isinstance(cause, OSError) and cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return "the network has no route to the host"
+    return None
+
+
+def unreachable(call: ApiCall, url: str, reason: str) -> str:
+    """The detail of a call that could not connect: where, why, and what to check. The transport's
+    own words (pool and connection classes, "Max retries exceeded") say none of it."""
+    token_hint = " (or the extra 'login_url')" if call.operation == "login" else ""
+    return (
+        f"cannot connect to {origin(url)} for {call.method} {call.path}: {reason}. Check the "
+        f"connection's host and port{token_hint}, any proxy (HTTPS_PROXY, NO_PROXY), and that this "
+        "machine can reach the tenant"
+    )

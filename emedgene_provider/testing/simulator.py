@@ -281,7 +281,7 @@ class EmedgeneSimulator:
         return self.config.api_key
 
     @property
-    def token_url(self) -> str:
+    def login_url(self) -> str:
         """Where API keys are exchanged (the real service uses another host; here it is the same)."""
         return self.url + API_KEY_TOKEN_PATH
 
@@ -299,7 +299,7 @@ class EmedgeneSimulator:
             conn = {
                 "conn_type": "emedgene",
                 "host": self.url,
-                "extra": {"api_key": self.api_key, "token_url": self.token_url, "auth_type": "api_key"},
+                "extra": {"api_key": self.api_key, "login_url": self.login_url, "auth_type": "api_key"},
             }
         else:
             raise ValueError(f"auth_type must be 'password' or 'api_key', not {auth_type!r}")

@@ -222,9 +222,9 @@ class TestPermanentErrorsFailOnce:
 
     def test_wrong_token_url(self, sim, monkeypatch) -> None:
         conn = sim.connection_json(auth_type="api_key")
-        conn["extra"]["token_url"] = f"{sim.url}/no/such/Token"
+        conn["extra"]["login_url"] = f"{sim.url}/no/such/Token"
         monkeypatch.setenv("AIRFLOW_CONN_EMEDGENE_DEFAULT", json.dumps(conn))
-        with pytest.raises(errors.EmedgeneAuthError, match="token_url"):
+        with pytest.raises(errors.EmedgeneAuthError, match="login_url"):
             EmedgeneHook().get_case_status("EMG000000001")
         assert sum(sim.counters()["requests"].values()) == 1
 

@@ -33,7 +33,7 @@ def _config(host: str = BASE, **extra: Any):
 
 
 @pytest.mark.parametrize(
-    "name", ["timeout", "max_retries", "retry_max_wait", "max_response_mb", "token_lifetime"]
+    "name", ["timeout", "max_retries", "retry_max_wait", "max_response_mb", "session_lifetime"]
 )
 @pytest.mark.parametrize(
     ("value", "words"),
@@ -54,7 +54,7 @@ def test_absurd_numbers_are_a_config_error_naming_the_extra(name, value, words) 
         "max_retries": ("0", "100"),
         "retry_max_wait": ("0", "3600"),
         "max_response_mb": ("1", "4096"),
-        "token_lifetime": ("1", "3.1536e+07"),
+        "session_lifetime": ("1", "3.1536e+07"),
     }[name]
     with pytest.raises(EmedgeneConfigError) as raised:
         _config(**{name: value})
@@ -126,7 +126,7 @@ def _no_tls_message(sim) -> str:
     origin = sim.url.replace("http://", "https://")
     return (
         f"Emedgene login: the server at {origin} does not speak TLS (it answered the https handshake in "
-        "plain http): check the scheme and port of the connection's host (or the extra 'token_url'). "
+        "plain http): check the scheme and port of the connection's host (or the extra 'login_url'). "
         "Only a loopback simulator, or a host allowed by the extra 'allow_http', may use http://."
     )
 
@@ -202,9 +202,9 @@ def test_credentials_in_the_token_url_are_refused(requests_mock) -> None:
             host=BASE,
             login=None,
             password=None,
-            extra={"api_key": "k-123456", "token_url": "https://x:key-in-url@login.example.com/Token"},
+            extra={"api_key": "k-123456", "login_url": "https://x:key-in-url@login.example.com/Token"},
         )
-    assert "extra 'token_url' 'https://login.example.com/Token' has credentials written into it" in str(
+    assert "extra 'login_url' 'https://login.example.com/Token' has credentials written into it" in str(
         raised.value
     )
     assert "key-in-url" not in str(raised.value)

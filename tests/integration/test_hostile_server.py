@@ -104,7 +104,7 @@ def test_a_redirected_login_sends_the_password_nowhere(monkeypatch, sim, elsewhe
             _run_async(hook, "get_case_status", "EMG000000001")
     assert str(raised.value) == (
         f"Emedgene login: HTTP {status} from POST {LOGIN_PATH} redirects to {elsewhere.url}. "
-        + REDIRECT_ADVICE.format(hint=" and the extra 'token_url'")
+        + REDIRECT_ADVICE.format(hint=" and the extra 'login_url'")
     )
     assert raised.value.status_code == status
     assert raised.value.location_origin == elsewhere.url
@@ -117,7 +117,7 @@ def test_a_redirected_login_sends_the_password_nowhere(monkeypatch, sim, elsewhe
 @pytest.mark.parametrize("client", ["sync", "async"])
 def test_a_redirected_api_key_exchange_sends_the_key_nowhere(monkeypatch, sim, elsewhere, client) -> None:
     hook = _hook(monkeypatch, sim, auth_type="api_key")
-    sim.inject("redirect", status=307, location=elsewhere.token_url, path="/platform-services-manager")
+    sim.inject("redirect", status=307, location=elsewhere.login_url, path="/platform-services-manager")
     with pytest.raises(EmedgeneRedirectError, match=f"redirects to {elsewhere.url}\\. Redirects are never"):
         if client == "sync":
             hook.client.list_storage_providers()

@@ -382,7 +382,7 @@ CREDENTIALS = [
         "https://lab.emg.illumina.com",
         "api_key",
         api_key=SECRET,
-        token_url="https://lab.login.illumina.com/platform-services-manager/Token",
+        login_url="https://lab.login.illumina.com/platform-services-manager/Token",
     ),
 ]
 

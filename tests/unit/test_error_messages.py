@@ -17,7 +17,7 @@ by changing the passed text. The result, by module (message -> the test that rea
 
 - ``client/config.py``, ``client/auth.py`` (connection): no host, not http(s), plain http, extra
   not JSON / not an object, unknown extras, boolean, number, at least, both credentials,
-  ``auth_type``, ``token_url`` over http, ``case_url_template``, password without login, API key
+  ``auth_type``, ``login_url`` over http, ``case_url_template``, password without login, API key
   missing, no token URL -> ``test_connection_errors_say_what_to_fix`` (here); finite number and
   whole number -> test_hostile_config; at most -> test_shared_client; ``custom_statuses`` (not a
   JSON list, not a list, a lifecycle status) -> test_status_fail_closed; credentials in a URL,
@@ -80,7 +80,7 @@ CREATE_URL = BASE + "/api/cases/v2/cases"
 PASSWORD = "pw-Secret-1"
 #: Every extra, in KNOWN_EXTRAS' order; extras added with later features follow case_url_template.
 KNOWN_FIRST = (
-    "api_key, token_url, auth_type, verify, timeout, token_lifetime, max_retries, retry_max_wait, "
+    "api_key, login_url, auth_type, verify, timeout, session_lifetime, max_retries, retry_max_wait, "
     "allow_http, case_url_template"
 )
 KNOWN = ", ".join([KNOWN_FIRST, *KNOWN_EXTRAS[KNOWN_EXTRAS.index("case_url_template") + 1 :]])
@@ -118,7 +118,13 @@ CONFIG_ERRORS = {
     "extra-not-object": ({"extra": "[1]"}, "Emedgene connection extra must be a JSON object."),
     "unknown-extra": (
         {"extra": {"verfy": "false", "timout": 3}},
-        f"Emedgene connection has unknown extra(s) timout, verfy; known extras: {KNOWN}.",
+        "Emedgene connection has unknown extra(s) 'timout' (did you mean 'timeout'?), 'verfy' (did you "
+        f"mean 'verify'?); known extras: {KNOWN}.",
+    ),
+    "renamed-extra": (
+        {"extra": {"token_url": "https://lab.login.illumina.com/t", "colour": 1}},
+        "Emedgene connection has unknown extra(s) 'colour', 'token_url' (renamed 'login_url': Airflow "
+        f"masks names holding 'token'); known extras: {KNOWN}.",
     ),
     "bad-boolean": (
         {"extra": {"allow_http": "maybe"}},
@@ -129,8 +135,8 @@ CONFIG_ERRORS = {
         "Emedgene connection extra 'timeout' must be a number, not 'soon'.",
     ),
     "number-too-small": (
-        {"extra": {"token_lifetime": "0.5"}},
-        "Emedgene connection extra 'token_lifetime' must be at least 1.",
+        {"extra": {"session_lifetime": "0.5"}},
+        "Emedgene connection extra 'session_lifetime' must be at least 1.",
     ),
     "bad-auth-type": (
         {"extra": {"auth_type": "oauth"}},
@@ -142,8 +148,8 @@ CONFIG_ERRORS = {
         "'password' or 'api_key' to say which to use.",
     ),
     "http-token-url": (
-        {"login": None, "password": None, "extra": {"api_key": "k", "token_url": "http://sso.example.org/T"}},
-        "Emedgene connection extra 'token_url' 'http://sso.example.org/T' uses plain http to a "
+        {"login": None, "password": None, "extra": {"api_key": "k", "login_url": "http://sso.example.org/T"}},
+        "Emedgene connection extra 'login_url' 'http://sso.example.org/T' uses plain http to a "
         "non-loopback host; use https, or set 'allow_http': true.",
     ),
     "bad-case-url-template": (
@@ -162,7 +168,7 @@ CONFIG_ERRORS = {
     "api-key-without-token-url": (
         {"login": None, "password": None, "extra": {"api_key": "k"}},
         "Emedgene connection to https://lab.emedgene.com: cannot derive where to exchange the API key "
-        "(only <tenant>.emg.illumina.com hosts have a known login host); set the extra 'token_url', "
+        "(only <tenant>.emg.illumina.com hosts have a known login host); set the extra 'login_url', "
         "e.g. https://<tenant>.login.illumina.com/platform-services-manager/Token.",
     ),
 }
@@ -230,7 +236,7 @@ def test_missing_field_names_the_call_and_the_keys_that_came(requests_mock) -> N
 
 
 @pytest.mark.parametrize(
-    ("status", "hint"), [(401, ""), (403, ""), (404, " (check the host and the extra 'token_url')")]
+    ("status", "hint"), [(401, ""), (403, ""), (404, " (check the host and the extra 'login_url')")]
 )
 def test_refused_login_names_the_flow_and_the_user_never_the_password(
     requests_mock, status: int, hint: str

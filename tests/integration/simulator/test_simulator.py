@@ -172,25 +172,25 @@ def test_legacy_login(emedgene_simulator: EmedgeneSimulator) -> None:
 
 def test_api_key_login(emedgene_simulator: EmedgeneSimulator) -> None:
     sim = emedgene_simulator
-    assert sim.token_url == sim.url + API_KEY_TOKEN_PATH
+    assert sim.login_url == sim.url + API_KEY_TOKEN_PATH
     params = {"audience": "emedgene", "grant_type": "api_key"}
 
     def basic(key: str) -> dict[str, str]:
         return {"Authorization": "Basic " + base64.b64encode(f"emedgene:{key}".encode()).decode()}
 
-    ok = requests.post(sim.token_url, params=params, headers=basic(sim.api_key))
+    ok = requests.post(sim.login_url, params=params, headers=basic(sim.api_key))
     assert ok.status_code == 200
     assert ok.json()["token_type"] == "Bearer"
     bearer = {"Authorization": f"Bearer {ok.json()['access_token']}"}
     assert requests.get(sim.url + "/api/test", headers=bearer).status_code == 200
 
-    wrong = requests.post(sim.token_url, params=params, headers=basic("other-key"))
+    wrong = requests.post(sim.login_url, params=params, headers=basic("other-key"))
     assert (wrong.status_code, wrong.json()) == (401, {"message": "Invalid API key"})
-    assert requests.post(sim.token_url, params=params).status_code == 401
-    no_audience = requests.post(sim.token_url, params={"grant_type": "api_key"}, headers=basic(sim.api_key))
+    assert requests.post(sim.login_url, params=params).status_code == 401
+    no_audience = requests.post(sim.login_url, params={"grant_type": "api_key"}, headers=basic(sim.api_key))
     assert no_audience.status_code == 400
     bad_grant = requests.post(
-        sim.token_url, params={**params, "grant_type": "password"}, headers=basic(sim.api_key)
+        sim.login_url, params={**params, "grant_type": "password"}, headers=basic(sim.api_key)
     )
     assert bad_grant.status_code == 400
     assert sim.counters()["logins"] == 1
@@ -627,7 +627,7 @@ def test_connection_json_and_uri(emedgene_simulator: EmedgeneSimulator) -> None:
     assert sim.connection_json("api_key") == {
         "conn_type": "emedgene",
         "host": sim.url,
-        "extra": {"api_key": "sim-api-key", "token_url": sim.token_url, "auth_type": "api_key"},
+        "extra": {"api_key": "sim-api-key", "login_url": sim.login_url, "auth_type": "api_key"},
     }
     uri = sim.connection_uri()
     assert uri.startswith("emedgene://http://lab-user:lab-password@")

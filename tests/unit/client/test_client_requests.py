@@ -158,14 +158,14 @@ class TestAuthShapes:
         exchange = requests_mock.post(custom, json={"access_token": "tok-c", "token_type": "bearer"})
         storage = requests_mock.get(ILLUMINA + "/api/storage", json={"hits": []})
 
-        make_client(ILLUMINA, None, None, {"api_key": API_KEY, "token_url": custom}).list_storage_providers()
+        make_client(ILLUMINA, None, None, {"api_key": API_KEY, "login_url": custom}).list_storage_providers()
 
         assert exchange.call_count == 1
         assert exchange.last_request.url == custom + "?audience=emedgene&grant_type=api_key"
         assert storage.last_request.headers["Authorization"] == "Bearer tok-c"
 
     def test_api_key_on_another_host_needs_token_url(self):
-        with pytest.raises(EmedgeneConfigError, match="token_url"):
+        with pytest.raises(EmedgeneConfigError, match="login_url"):
             make_client(BASE, None, None, {"api_key": API_KEY})
 
     def test_login_and_api_key_without_auth_type_is_refused(self):
@@ -245,7 +245,7 @@ class TestTokens:
         t0 = fake_clock[0]
         login = mock_login(requests_mock, "tok-1", "tok-2")
         requests_mock.get(STORAGE_URL, json={"hits": []})
-        client = make_client(extra={"token_lifetime": "120"})
+        client = make_client(extra={"session_lifetime": "120"})
 
         client.list_storage_providers()
         fake_clock[0] = t0 + 107  # renew_at = t0 + 120 - 12
@@ -1116,7 +1116,9 @@ class TestHookTestConnection:
         hook.client.sleep = waits.append
         ok, message = hook.test_connection()
         assert ok is False
-        assert "ConnectTimeout" in message
+        assert "cannot connect to https://lab.emedgene.com:443 for POST /api/auth/v2/api_login/: " in message
+        assert "connecting timed out after 30 s" in message
+        assert "ConnectTimeout" not in message
         assert len(waits) == 1
 
 

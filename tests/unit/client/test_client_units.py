@@ -19,15 +19,15 @@ from emedgene_provider.client.auth import (
     MAX_RENEWAL_LEAD,
     Credentials,
     basic_auth_value,
-    derive_token_url,
+    derive_login_url,
     login_request,
     parse_token,
 )
 from emedgene_provider.client.config import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_RETRY_MAX_WAIT,
+    DEFAULT_SESSION_LIFETIME,
     DEFAULT_TIMEOUT,
-    DEFAULT_TOKEN_LIFETIME,
     config_from_connection,
     parse_extra,
 )
@@ -83,12 +83,12 @@ class TestConnectionHost:
         )
 
     def test_plain_http_token_url_is_refused(self):
-        with pytest.raises(EmedgeneConfigError, match="token_url"):
+        with pytest.raises(EmedgeneConfigError, match="login_url"):
             config(
                 host="lab.emg.illumina.com",
                 login=None,
                 password=None,
-                extra={"api_key": "k", "token_url": "http://sso.example.org/Token"},
+                extra={"api_key": "k", "login_url": "http://sso.example.org/Token"},
             )
 
     @pytest.mark.parametrize("host", [None, "", "   "])
@@ -106,11 +106,11 @@ class TestConnectionExtras:
         cfg = config()
         assert cfg.verify is True
         assert cfg.timeout == DEFAULT_TIMEOUT == 30.0
-        assert cfg.token_lifetime == DEFAULT_TOKEN_LIFETIME
+        assert cfg.session_lifetime == DEFAULT_SESSION_LIFETIME
         assert cfg.retry == RetryPolicy(max_attempts=DEFAULT_MAX_RETRIES + 1, max_wait=DEFAULT_RETRY_MAX_WAIT)
         assert cfg.case_url_template is None
         assert cfg.credentials.auth_type == "password"
-        assert cfg.credentials.token_url is None
+        assert cfg.credentials.login_url is None
 
     @pytest.mark.parametrize(
         ("raw", "verify"),
@@ -137,7 +137,8 @@ class TestConnectionExtras:
         )
 
     def test_unknown_extra_is_named(self):
-        with pytest.raises(EmedgeneConfigError, match="unknown extra\\(s\\) verfy") as info:
+        expected = re.escape("unknown extra(s) 'verfy' (did you mean 'verify'?)")
+        with pytest.raises(EmedgeneConfigError, match=expected) as info:
             config(extra={"verfy": "false"})
         assert "known extras: api_key" in str(info.value)
 
@@ -154,12 +155,12 @@ class TestConnectionExtras:
 
     def test_blank_strings_mean_default(self):
         cfg = config(
-            extra={"timeout": "", "verify": "", "max_retries": "", "token_lifetime": "", "api_key": ""}
+            extra={"timeout": "", "verify": "", "max_retries": "", "session_lifetime": "", "api_key": ""}
         )
         assert cfg.timeout == DEFAULT_TIMEOUT
         assert cfg.verify is True
         assert cfg.retry.max_attempts == DEFAULT_MAX_RETRIES + 1
-        assert cfg.token_lifetime == DEFAULT_TOKEN_LIFETIME
+        assert cfg.session_lifetime == DEFAULT_SESSION_LIFETIME
         assert cfg.credentials.auth_type == "password"
 
     def test_extra_as_json_text(self):
@@ -180,7 +181,7 @@ class TestConnectionExtras:
             ("timeout", "0"),
             ("timeout", "-1"),
             ("max_retries", "many"),
-            ("token_lifetime", "0.5"),
+            ("session_lifetime", "0.5"),
         ],
     )
     def test_bad_numbers(self, name, value):
@@ -209,10 +210,10 @@ class TestConnectionAuth:
     def test_api_key_on_illumina_derives_the_token_url(self):
         cfg = config(host="lab.emg.illumina.com", login=None, password=None, extra={"api_key": "k"})
         assert cfg.credentials.auth_type == "api_key"
-        assert cfg.credentials.token_url == "https://lab.login.illumina.com/platform-services-manager/Token"
+        assert cfg.credentials.login_url == "https://lab.login.illumina.com/platform-services-manager/Token"
 
     def test_api_key_elsewhere_needs_token_url(self):
-        with pytest.raises(EmedgeneConfigError, match="token_url"):
+        with pytest.raises(EmedgeneConfigError, match="login_url"):
             config(login=None, password=None, extra={"api_key": "k"})
 
     def test_both_without_auth_type_is_refused(self):
@@ -236,7 +237,7 @@ class TestConnectionAuth:
         assert "key-XYZ" not in repr(cfg)
 
     @pytest.mark.parametrize(
-        ("base_url", "token_url"),
+        ("base_url", "login_url"),
         [
             (
                 "https://acme.emg.illumina.com",
@@ -251,8 +252,8 @@ class TestConnectionAuth:
             ("https://evil-emg.illumina.com.example.org", None),
         ],
     )
-    def test_derive_token_url(self, base_url, token_url):
-        assert derive_token_url(base_url) == token_url
+    def test_derive_token_url(self, base_url, login_url):
+        assert derive_login_url(base_url) == login_url
 
     def test_login_request_shapes(self):
         pw = Credentials("https://lab.emedgene.com", "password", username="u", password="p")
@@ -264,7 +265,7 @@ class TestConnectionAuth:
             (),
             {},
         )
-        key = Credentials("https://x.emg.illumina.com", "api_key", api_key="k1", token_url="https://t/Token")
+        key = Credentials("https://x.emg.illumina.com", "api_key", api_key="k1", login_url="https://t/Token")
         req = login_request(key)
         assert (req.method, req.url, req.json, req.params) == (
             "POST",

@@ -5,13 +5,20 @@ connection left blank actually means."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from locations import ROOT
 
 from emedgene_provider.client import config as config_module
 from emedgene_provider.client import ratelimit
-from emedgene_provider.client.config import KNOWN_EXTRAS, NUMBER_LIMITS, ClientConfig, config_from_connection
+from emedgene_provider.client.config import (
+    KNOWN_EXTRAS,
+    NUMBER_LIMITS,
+    RENAMED_EXTRAS,
+    ClientConfig,
+    config_from_connection,
+)
 from emedgene_provider.client.errors import EmedgeneConfigError
 from emedgene_provider.client.settings import SETTINGS, doc_tables, extras_table, rewrite_doc
 from emedgene_provider.connection_fields import CHOICES, CONN_FIELDS, UI_FIELD_BEHAVIOUR, conn_fields_schema
@@ -36,7 +43,7 @@ def _blank_means(config: ClientConfig) -> dict[str, object]:
     """What each number extra left blank came out as, in the extra's own unit."""
     return {
         "timeout": config.timeout,
-        "token_lifetime": config.token_lifetime,
+        "session_lifetime": config.session_lifetime,
         "max_retries": config.retry.max_attempts - 1,
         "retry_max_wait": config.retry.max_wait,
         "max_response_mb": config.max_response_bytes / (1024 * 1024),
@@ -98,8 +105,8 @@ def test_the_docs_bounds_are_the_ones_enforced(doc: str) -> None:
         assert allowed.endswith(", whole") == (SETTINGS[name].kind == "integer"), name
         if "year" not in allowed and "day" not in allowed:
             assert allowed.startswith(f"{low:g}") and f" to {high:g}" in allowed, (name, allowed)
-    assert rows["token_lifetime"][1] == "1 s to 1 year"
-    assert NUMBER_LIMITS["token_lifetime"][1] == 365 * 86400
+    assert rows["session_lifetime"][1] == "1 s to 1 year"
+    assert NUMBER_LIMITS["session_lifetime"][1] == 365 * 86400
     assert rows["reconcile_window"][1] == "0 s to 7 days"
     assert NUMBER_LIMITS["reconcile_window"][1] == 7 * 86400
     assert rows["auth_type"][1] == ", ".join(f"`{value}`" for value, _ in CHOICES["auth_type"])
@@ -127,7 +134,7 @@ def test_known_extras_and_limits_are_the_declaration() -> None:
     assert tuple(SETTINGS) == KNOWN_EXTRAS
     assert {name: SETTINGS[name].bounds for name in NUMBERS} == NUMBER_LIMITS
     assert set(NUMBERS) == {n for n, s in SETTINGS.items() if s.kind in ("number", "integer")}
-    with pytest.raises(EmedgeneConfigError, match="unknown extra\\(s\\) verfy; known extras: api_key, "):
+    with pytest.raises(EmedgeneConfigError, match=r"unknown extra\(s\) 'verfy' .*; known extras: api_key, "):
         _config(verfy="false")
 
 
@@ -203,3 +210,44 @@ def test_airflow2_widgets_follow_the_declaration() -> None:
             expected = "BooleanField"
         assert kind == expected, name
         assert widgets[name].kwargs["description"] == setting.description()
+
+
+# -- names Airflow masks ---------------------------------------------------------------------------
+
+#: Where Airflow decides from a key's name that its value is secret: the API server's and the task
+#: SDK's copies (Airflow 3), the one module of Airflow 2.
+_MASKERS = (
+    "airflow._shared.secrets_masker.secrets_masker",
+    "airflow.sdk._shared.secrets_masker.secrets_masker",
+    "airflow.utils.log.secrets_masker",
+)
+
+
+def _hiders() -> list[Any]:
+    import importlib
+
+    found = []
+    for module in _MASKERS:
+        try:
+            found.append(importlib.import_module(module).should_hide_value_for_key)
+        except ImportError:
+            continue
+    return found
+
+
+def test_airflow_masks_the_secret_extras_and_no_other() -> None:
+    """Airflow masks every extra whose name holds a sensitive word ("token", "proxy", "dsn"...):
+    a setting that is not a secret must not have such a name, or its value turns into *** in
+    logs, the UI and the REST API, and so does any other text equal to it."""
+    hiders = _hiders()
+    assert hiders, "no Airflow secrets masker found"
+    for hide in hiders:
+        assert {name for name in SETTINGS if hide(name)} == {n for n, s in SETTINGS.items() if s.secret}
+
+
+@pytest.mark.parametrize(("old", "new"), sorted(RENAMED_EXTRAS.items()))
+def test_a_renamed_extra_is_refused_naming_its_new_name(old: str, new: str) -> None:
+    assert new in SETTINGS and old not in SETTINGS
+    assert any(hide(old) for hide in _hiders())  # why it was renamed
+    with pytest.raises(EmedgeneConfigError, match=f"'{old}' \\(renamed '{new}'"):
+        _config(**{old: "1"})
