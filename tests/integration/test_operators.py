@@ -80,6 +80,7 @@ NOT_TEMPLATED = {
     # Booleans: a template renders to a string, and "False" is true; each also shapes the task.
     "wait_for_completion": "a boolean; it decides whether the task waits at all",
     "deferrable": "a boolean; whether the wait runs in the triggerer",
+    "check_before_deferring": "a boolean",
     "durable": "a boolean; whether the create record is kept in the task state store",
     "validate_locally": "a boolean",
     "validate_on_server": "a boolean",
