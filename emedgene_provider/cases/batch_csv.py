@@ -496,7 +496,10 @@ def _family(
                 RELATION,
                 f"{RELATION} {role!r} is not valid: proband, mother, father or sibling, in lowercase",
             )
-            continue
+            # The row's other columns are still checked, so that the manifest's author gets every
+            # problem at once: as a sibling, the one role that changes nothing of the family's
+            # shape (no second proband, no missing mother). The case is refused either way.
+            role = "sibling"
         members.append(_MemberRow(row, _member(row, role, resolver, reading)))
     probands = [m.row for m in members if m.member.role == "proband"]
     case_row = probands[0] if probands else rows[0]

@@ -519,6 +519,29 @@ def test_row_relation_outside_the_four_values(value: str) -> None:
     check(found[0], 2, "Relation", "F1", value, "not valid")
 
 
+def test_a_row_with_a_bad_relation_still_has_its_other_problems_reported() -> None:
+    """Every problem at once: 'Proband' capitalised does not hide the same rows' other problems (a
+    sample name with a space, a malformed HPO id, FASTQ mixed with VCF), which would otherwise
+    come back only after the first round trip with the manifest's author."""
+    rows = [
+        row(relation="Proband", sample="LAB 1001", Phenotypes_Id="HP:12345",
+            Files_Names="/r/LAB-1001.vcf.gz", Sample_Type="VCF"),
+        row(sample="S2", relation="mother"),
+    ]  # fmt: skip
+    found = [(p.data_row, p.column, p.message) for p in problems(make_csv(rows))]
+    messages = "\n".join(m for _, _, m in found)
+    assert (
+        1,
+        "Relation",
+        "Relation 'Proband' is not valid: proband, mother, father or sibling, in lowercase",
+    ) in found
+    assert (1, "BioSample Name", "sample name 'LAB 1001' contains whitespace") in found
+    assert (1, "Phenotypes Id", "not HPO ids (HP: and 7 digits): 'HP:12345'") in found
+    assert "mixes FASTQ-type and VCF-type samples" in messages
+    assert "no proband" in messages  # and nothing the stand-in role made up: no "2 probands"
+    assert "probands" not in messages
+
+
 def test_row_case_type_required_on_the_proband_row() -> None:
     check(one_problem(make_csv([row(Case_Type="")])), 1, "Case Type", "F1", "case type is required")
     assert read(make_csv([row(), row(sample="S2", relation="mother", Case_Type="")]))  # others: not checked
