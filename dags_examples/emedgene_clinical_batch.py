@@ -85,14 +85,12 @@ with DAG(
         check_before_deferring=False,
         poke_interval=POLL_SECONDS,
         timeout=7 * 24 * 3600,
-        map_index_template="{{ task.case_name }}",
     ).expand(case_name=created.output)
 
     exported = EmedgeneExportCaseOperator.partial(
         task_id="export_case",
         emedgene_conn_id=CONN_ID,
         output_path="{{ params.export_dir }}",
-        map_index_template="{{ task.case_name }}",
     ).expand(case_name=created.output)
 
     # After the waits, whatever their outcome: a family whose case failed is listed too.

@@ -15,6 +15,24 @@ if TYPE_CHECKING:
     from emedgene_provider.lineage import CaseLineage
 
 
+#: The context variable that holds a mapped task's case name for its ``map_index_template``.
+CASE_NAME_CONTEXT_KEY = "emedgene_case_name"
+
+
+def label_map_index(context: Any | None, key: str, label: str) -> None:
+    """Label a mapped instance (``wait_for_delivery [EMG123]``, not ``[0]``) through the context's
+    ``map_index_template``, which Airflow (2.9+) renders after ``execute``: the label goes in the
+    context variable ``key``, never into template text, so no Jinja in it is ever rendered. A
+    template of the task's own wins; an unmapped task or an empty label is left as is. Called
+    again by a task resumed after a deferral, which renders its label anew."""
+    if context is None or context.get("map_index_template") is not None or not label:
+        return
+    if getattr(context.get("ti"), "map_index", -1) in (None, -1):
+        return
+    context[key] = label
+    context["map_index_template"] = "{{ " + key + " }}"
+
+
 def push_case_status(context: Any, case_name: str, status: str) -> str:
     """Record the status a wait ended on (XCom ``emedgene_case_status``), for the cases view;
     returns ``status``."""
@@ -39,7 +57,9 @@ class _EmedgeneCaseOperator(BaseOperator):
         return EmedgeneHook(emedgene_conn_id=self.emedgene_conn_id)
 
     def push_case_url(self, context: Any, case_name: str) -> None:
+        """The case's link (XCom), and a mapped instance labelled with the case's name."""
         context["ti"].xcom_push(key=XCOM_CASE_URL, value=self.hook.config.case_url(case_name))
+        label_map_index(context, CASE_NAME_CONTEXT_KEY, str(case_name))
 
     def get_openlineage_facets_on_start(self) -> Any:
         """What the task is about to read (its templates are rendered by then). Without it

@@ -32,7 +32,7 @@ from emedgene_provider.client.events import (
 )
 from emedgene_provider.client.polling import PollSchedule
 from emedgene_provider.links.emedgene import XCOM_CASE_NAME
-from emedgene_provider.operators.case import _EmedgeneCaseOperator, push_case_status
+from emedgene_provider.operators.case import _EmedgeneCaseOperator, label_map_index, push_case_status
 from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger, EmedgeneCreateReconcileTrigger
 from emedgene_provider.waiting import DEFAULT_TARGETS, check_case, resume, status_list, wait_blocking
 
@@ -191,16 +191,11 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
         the context's ``map_index_template``, which Airflow (2.9+) renders after ``execute``. A
         template of the task's own wins; an unmapped task or a case without a Family Id is left as is.
         """
-        if context is None or context.get("map_index_template") is not None:
-            return
-        if getattr(context.get("ti"), "map_index", -1) in (None, -1):
-            return
         td = case.get("test_data") if isinstance(case, dict) else None
         extra = td.get("extra_data") if isinstance(td, dict) else None
         family = extra.get(FAMILY_ID_KEY) if isinstance(extra, dict) else None
-        if isinstance(family, (str, int)) and str(family):
-            context[FAMILY_ID_CONTEXT_KEY] = str(family)  # a variable, not template text: no Jinja in it
-            context["map_index_template"] = "{{ " + FAMILY_ID_CONTEXT_KEY + " }}"
+        if isinstance(family, (str, int)):
+            label_map_index(context, FAMILY_ID_CONTEXT_KEY, str(family))
 
     def _read_case_file(self, location: str, context: Any | None) -> str:
         path = ObjectStoragePath(location if "://" in location else f"file://{self._resolve(location)}")

@@ -276,6 +276,37 @@ def test_a_mapped_create_is_labelled_with_its_family(sim_conn) -> None:
     assert _render_label(context) == "TRIO-{{ 7 }}"
 
 
+def test_mapped_waits_and_exports_are_labelled_with_their_case(sim_conn, tmp_path: Path) -> None:
+    """Without a map_index_template of their own, a mapped wait (before and after its deferral)
+    and export are labelled with the case name; the task's own template wins; unmapped: none."""
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    from emedgene_provider.operators.emedgene import EmedgeneExportCaseOperator
+    from emedgene_provider.sensors.emedgene import EmedgeneCaseStatusSensor
+
+    name = EmedgeneHook().client.create_case(valid_case())
+    sensor = EmedgeneCaseStatusSensor(
+        task_id="wait", case_name=name, deferrable=True, check_before_deferring=False
+    )
+    context = make_context(_mapped_ti(), map_index_template=None)
+    with pytest.raises(TaskDeferred):
+        sensor.execute(context)
+    assert _render_label(context) == name
+    resumed = make_context(_mapped_ti(), map_index_template=None)
+    sensor.execute_complete(resumed, {"status": "success", "case_status": "Delivered", "message": "ok"})
+    assert _render_label(resumed) == name
+    sim_conn.set_status(name, "Delivered")
+    export = EmedgeneExportCaseOperator(task_id="export", case_name=name, output_path=f"file://{tmp_path}/")
+    for ti, template, expected in [
+        (_mapped_ti(), None, name),
+        (_mapped_ti(), "{{ ti.map_index }}", "2"),
+        (FakeTI(), None, None),
+    ]:
+        context = make_context(ti, map_index_template=template)
+        export.execute(context)
+        assert _render_label(context) == expected
+
+
 @pytest.mark.parametrize(
     ("ti", "template", "case", "expected"),
     [
