@@ -40,16 +40,21 @@ def _status_async(hook: EmedgeneHook, name: str) -> Any:
     return asyncio.run(run())
 
 
-@pytest.mark.parametrize("client", ["sync", "async"])
-def test_a_refused_connection_says_where_why_and_what_to_check(monkeypatch, client) -> None:
-    port = _closed_port()
-    hook = _hook(monkeypatch, f"http://127.0.0.1:{port}")
+def _failure(hook: EmedgeneHook, client: str) -> str:
+    """The error a read of a case ends in, through the sync client or the async one."""
     with pytest.raises(EmedgeneUnavailableError) as raised:
         if client == "sync":
             hook.client.get_case("CASE-1")
         else:
             _status_async(hook, "CASE-1")
-    message = str(raised.value)
+    return str(raised.value)
+
+
+@pytest.mark.parametrize("client", ["sync", "async"])
+def test_a_refused_connection_says_where_why_and_what_to_check(monkeypatch, client) -> None:
+    port = _closed_port()
+    hook = _hook(monkeypatch, f"http://127.0.0.1:{port}")
+    message = _failure(hook, client)
     assert (
         f"cannot connect to http://127.0.0.1:{port} for POST /api/auth/v2/api_login/: the connection "
         "was refused (nothing listens on that port). Check the connection's host and port (or the "
@@ -63,12 +68,7 @@ def test_a_refused_connection_says_where_why_and_what_to_check(monkeypatch, clie
 def test_a_name_that_does_not_resolve_is_named(monkeypatch, client) -> None:
     """``.invalid`` never resolves (RFC 2606), with or without a network."""
     hook = _hook(monkeypatch, "https://tenant.emedgene.invalid")
-    with pytest.raises(EmedgeneUnavailableError) as raised:
-        if client == "sync":
-            hook.client.get_case("CASE-1")
-        else:
-            _status_async(hook, "CASE-1")
-    message = str(raised.value)
+    message = _failure(hook, client)
     where = "https://tenant.emedgene.invalid:443 for POST /api/auth/v2/api_login/"
     assert f"cannot connect to {where}: " in message
     assert "the host name did not resolve (DNS)" in message
