@@ -30,9 +30,10 @@ import contextlib
 import subprocess
 import time
 import urllib.error
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cluster import Components, MetadataDB, Observation, Simulator
@@ -68,9 +69,9 @@ class ChaosPlan:
         watched: list[str],
         kill_at: int,
         outage_seconds: float,
-        start_triggerer: Any,
-        start_worker: Any,
-        deliver_batch: Any,
+        start_triggerer: Callable[[int], None],
+        start_worker: Callable[[], None],
+        deliver_batch: Callable[[], int],
     ) -> None:
         self.db, self.sim, self.components, self.seen = db, sim, components, seen
         self.run_id, self.dag_id, self.watched = run_id, dag_id, watched
@@ -87,11 +88,6 @@ class ChaosPlan:
     def note(self, what: str) -> None:
         self.seen.chaos.append(what)
         print(f"chaos: {what}", flush=True)
-
-    def tenant_reachable(self) -> bool:
-        """False while the tenant is down (the simulator's admin calls are refused too)."""
-        outage = self.figures.outage
-        return outage is None or not outage[0] <= time.monotonic() <= outage[1] + 3
 
     def _next(self, stage: str) -> None:
         self.stage, self.since = stage, time.monotonic()
