@@ -34,6 +34,7 @@ from emedgene_provider.client.endpoints import (
     SAMPLES_PATH,
     STORAGE_PATH,
 )
+from emedgene_provider.testing.case_page import CASE_PAGE_PREFIX, case_page, missing_page
 from emedgene_provider.testing.config import SimulatorConfig, check_list_options
 from emedgene_provider.testing.faults import Fault, FaultPlan, drip, drop_connection, fault_response, huge
 from emedgene_provider.testing.quirks import Quirks
@@ -295,7 +296,7 @@ def build_app(sim: Simulation) -> web.Application:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith(ADMIN_PREFIX):
+        if request.path.startswith((ADMIN_PREFIX, CASE_PAGE_PREFIX)):
             return await _answer(request, handler)
         transport = request.transport
         if transport is not None and _stale(transport):
@@ -537,6 +538,15 @@ def build_app(sim: Simulation) -> web.Application:
             full = {k: v for k, v in full.items() if k == "name" or k in fields}
         return _status_json(sim, full)
 
+    async def case_page_html(request: web.Request) -> web.Response:
+        """``GET /case/{name}``: the case's page (see ``case_page``); no login, no quirks."""
+        name = request.match_info["name"]
+        case = state.cases.get(name)
+        if case is None:
+            return web.Response(status=404, text=missing_page(name), content_type="text/html")
+        page = case_page(case, state.status_of(case), custom=state.custom_statuses)
+        return web.Response(text=page, content_type="text/html")
+
     def _delivered(case: SimCase) -> web.Response | None:
         if not state.is_delivered(case):
             status = state.status_of(case)
@@ -718,6 +728,7 @@ def build_app(sim: Simulation) -> web.Application:
     app.router.add_get(STORAGE_PATH + "/{id}", storage_one)
     app.router.add_get(STORAGE_PATH + "/{id}/fs/list", storage_list)
     app.router.add_get(SAMPLES_PATH, samples)
+    app.router.add_get(CASE_PAGE_PREFIX + "{name}", case_page_html)
     app.router.add_get(ADMIN_PREFIX + "counters", admin_counters)
     app.router.add_post(ADMIN_PREFIX + "counters/reset", admin_counters_reset)
     app.router.add_post(ADMIN_PREFIX + "cases/{name}/status", admin_status)
