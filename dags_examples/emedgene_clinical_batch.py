@@ -31,7 +31,7 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import DAG, BaseOperator, Param, task
 
-from emedgene_provider.operators.batch import batch_summary, cases_from_batch_csv
+from emedgene_provider.operators.batch import batch_summary, cases_from_batch_csv, read_all
 from emedgene_provider.operators.emedgene import EmedgeneCreateCaseOperator, EmedgeneExportCaseOperator
 from emedgene_provider.sensors.emedgene import EmedgeneCaseStatusSensor
 
@@ -98,7 +98,7 @@ with DAG(
 
     @task
     def collect(results: list[dict[str, Any]]) -> dict[str, Any]:
-        files = list(results)  # a lazy XCom sequence: materialise it once
+        files = read_all(results)  # the mapped exports' output, in one read
         report = {"cases": len(files), "variants": sum(r["count"] for r in files), "files": files}
         print(f"Emedgene batch report: {report}")
         return report

@@ -54,6 +54,7 @@ __all__ = [
     "EmedgeneBatchSummaryOperator",
     "batch_summary",
     "cases_from_batch_csv",
+    "read_all",
 ]
 
 
@@ -190,6 +191,20 @@ def cases_from_batch_csv(
     return operator.output
 
 
+def read_all(values: Any) -> list[Any]:
+    """A task argument that may be a mapped task's output, as a list, in one read.
+
+    A mapped task's output reaches a task as a lazy sequence; iterating it reads item by item
+    until one read past the end fails, which Airflow 3 logs as ``[error] XCom not found`` in a
+    green run. A slice is one request (one query on Airflow 2) and no failed read.
+    """
+    if values is None:
+        return []
+    if isinstance(values, Sequence) and not isinstance(values, (str, bytes)):
+        return list(values[:])
+    return list(values)
+
+
 class EmedgeneBatchSummaryOperator(BaseOperator):
     """Return a batch's summary: ``{family_id: {"case_name": ..., "status": ...}}``.
 
@@ -229,11 +244,11 @@ class EmedgeneBatchSummaryOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, dict[str, Any]]:
         summary: dict[str, dict[str, Any]] = {}
-        for case in list(self.cases or []):  # a lazy XCom sequence: materialised once
+        for case in read_all(self.cases):
             family = family_of(case, self.family_id_key)
             if family is not None:
                 summary[family] = {"case_name": None, "status": None}
-        for name in [str(n) for n in list(self.case_names or []) if n]:
+        for name in [str(n) for n in read_all(self.case_names) if n]:
             found = self.hook.get_case(name, ["status", "extra_data"])
             family = family_of(found, self.family_id_key) or name
             if (summary.get(family) or {}).get("case_name") not in (None, name):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from emedgene_provider.operators.batch import (
     EmedgeneBatchSummaryOperator,
     batch_summary,
     cases_from_batch_csv,
+    read_all,
 )
 from emedgene_provider.operators.create import FAMILY_ID_CONTEXT_KEY
 from emedgene_provider.operators.emedgene import EmedgeneCreateCaseOperator
@@ -452,6 +454,41 @@ def test_summary_without_cases_lists_what_was_created(sim_conn) -> None:
     name = EmedgeneHook().client.create_case(valid_case(family_id="F-1"))
     summary = EmedgeneBatchSummaryOperator(task_id="summary", case_names=[name]).execute(make_context())
     assert list(summary) == ["F-1"]
+
+
+class _LazyOutput(Sequence[str]):
+    """A mapped task's output as Airflow hands it over: a read by index past the end fails (and
+    Airflow 3 logs it as an error); a slice is one read."""
+
+    def __init__(self, values: list[str]) -> None:
+        self.values, self.reads = values, []
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, key):  # type: ignore[override]
+        self.reads.append(key)
+        if isinstance(key, int) and key >= len(self.values):
+            raise AssertionError(f"read past the end: {key}")
+        return self.values[key]
+
+
+def test_the_summary_reads_the_mapped_output_in_one_slice(sim_conn) -> None:
+    name = EmedgeneHook().client.create_case(valid_case(family_id="F-1"))
+    names, cases = _LazyOutput([name]), _LazyOutput([])
+    summary = EmedgeneBatchSummaryOperator(task_id="summary", case_names=names, cases=cases).execute(
+        make_context()
+    )
+    assert list(summary) == ["F-1"]
+    assert names.reads == [slice(None)] and cases.reads == [slice(None)]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [(None, []), (("a", "b"), ["a", "b"]), (iter(["a"]), ["a"]), ({"a": 1}, ["a"])],
+)
+def test_read_all_takes_any_iterable(values, expected) -> None:
+    assert read_all(values) == expected
 
 
 @pytest.mark.parametrize(
