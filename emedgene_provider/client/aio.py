@@ -11,6 +11,11 @@ with every other client of the process through its
 from __future__ import annotations
 
 import asyncio
+
+# Codecs are imported at their first use, which would be on the event loop: idna encodes the
+# tenant's name at the first TLS handshake, utf-8-sig decodes answers (responses.py).
+import encodings.idna
+import encodings.utf_8_sig  # noqa: F401
 import logging
 import os
 import ssl
@@ -86,6 +91,8 @@ class AsyncEmedgeneClient:
     :param shared: what this client shares with others (tokens, rate limit); the process's
         :data:`~emedgene_provider.client.process.PROCESS` by default.
     :param session: an aiohttp session to share (not closed here); one is made otherwise.
+    :param tls: :func:`ssl_setting` of ``config.verify``, when the caller made it already (off the
+        event loop: a CA bundle is a file to read and parse); made here otherwise.
     """
 
     def __init__(
@@ -94,6 +101,7 @@ class AsyncEmedgeneClient:
         *,
         shared: ProcessState = PROCESS,
         session: aiohttp.ClientSession | None = None,
+        tls: ssl.SSLContext | bool | None = None,
     ) -> None:
         self.config = config
         self.shared = shared
@@ -102,7 +110,7 @@ class AsyncEmedgeneClient:
         self.scrub = Scrubber(config.credentials.secrets(), on_secret=config.on_secret)
         self._session = session
         self._owns_session = session is None
-        self._ssl = ssl_setting(config.verify)
+        self._ssl = ssl_setting(config.verify) if tls is None else tls
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests replace it
         self._proxies: dict[str, tuple[Any, Any]] = {}  # by scheme and host: see _proxy_for()
         #: The tenant's request rate, shared by every client of the process, sync ones and other
@@ -317,8 +325,13 @@ async def shared_client(
     """
     clients = shared.async_clients.current()
     entry = clients.get(config)
-    if entry is None:  # no await between the look-up and the insert: one creator per loop
-        entry = clients[config] = SharedClient(AsyncEmedgeneClient(config, shared=shared))
+    if entry is None:
+        # The TLS context may parse a CA bundle (~25 ms for a system bundle of 140 CAs, once per
+        # file): in a thread, not on the loop every other wait of the triggerer runs on.
+        tls = await asyncio.to_thread(ssl_setting, config.verify)
+        entry = clients.get(config)  # another user may have made it meanwhile
+        if entry is None:  # no await between this look-up and the insert: one creator per loop
+            entry = clients[config] = SharedClient(AsyncEmedgeneClient(config, shared=shared, tls=tls))
     entry.users += 1
     try:
         yield entry.client

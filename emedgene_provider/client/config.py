@@ -338,12 +338,15 @@ def config_from_connection(
     port: int | None = None,
     schema: str | None = None,
     on_secret: Callable[[str], None] | None = None,
+    load_ca: bool = True,
 ) -> ClientConfig:
     """Build a :class:`ClientConfig` from an Airflow connection's fields; raise on what can't work.
 
     ``on_secret`` receives the password and every secret extra (the API key, the webhook secret)
     before anything else can fail, so that even an error raised here cannot carry them unmasked
-    into a log.
+    into a log. ``load_ca=False`` leaves the CA bundle ``verify`` names unparsed (its file must
+    still exist), for a caller on an event loop that parses it in a thread
+    (:func:`load_ca_bundle`).
     """
     extras = parse_extra(extra)
     api_key = extras.get("api_key") or None
@@ -413,7 +416,8 @@ def config_from_connection(
                 f"Emedgene connection extra 'verify' is {verify!r}: neither true/false nor the path of "
                 "an existing CA bundle file."
             )
-        load_ca_bundle(verify)
+        if load_ca:
+            load_ca_bundle(verify)
     # The rate's default is read at call time, so that a test suite can make connections unlimited.
     overrides = {"requests_per_second": DEFAULT_REQUESTS_PER_SECOND}
     numbers = {name: _number(name, extras.get(name), overrides.get(name)) for name in NUMBER_LIMITS}
@@ -445,7 +449,9 @@ def config_from_connection(
     )
 
 
-def config_from_conn(conn: Any, *, on_secret: Callable[[str], None] | None = None) -> ClientConfig:
+def config_from_conn(
+    conn: Any, *, on_secret: Callable[[str], None] | None = None, load_ca: bool = True
+) -> ClientConfig:
     """:func:`config_from_connection` for an Airflow ``Connection`` (or anything with its
     attributes), read by the hook and, after Airflow's async fetch, by the trigger."""
     return config_from_connection(
@@ -456,4 +462,5 @@ def config_from_conn(conn: Any, *, on_secret: Callable[[str], None] | None = Non
         port=conn.port,
         schema=conn.schema,
         on_secret=on_secret,
+        load_ca=load_ca,
     )

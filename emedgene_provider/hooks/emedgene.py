@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import cached_property
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
-from emedgene_provider.client.config import ClientConfig, config_from_conn
+from emedgene_provider.client.config import ClientConfig, config_from_conn, load_ca_bundle
 from emedgene_provider.client.endpoints import case_path_segment
 from emedgene_provider.client.process import PROCESS
 from emedgene_provider.connection_fields import form_widgets, hook_field_behaviour
@@ -36,6 +39,15 @@ if TYPE_CHECKING:  # the HTTP client (requests, tenacity) is imported when a cal
 #: Seconds one read of a connection serves the triggerer's other waits on it (see
 #: :meth:`EmedgeneHook.aget_config`); a changed password reaches new waits within this.
 CONNECTION_READ_SECONDS = 30.0
+
+
+async def _imported(name: str) -> ModuleType:
+    """The module ``name``, imported in a thread the first time: the async client and Airflow's
+    async connection read are imported when a wait starts (not when a DAG is parsed), and an
+    import on the triggerer's event loop stalls every other trigger (aiohttp: ~80 modules,
+    ~0.17 s)."""
+    module = sys.modules.get(name)
+    return module if module is not None else await asyncio.to_thread(importlib.import_module, name)
 
 
 def _failed(task: asyncio.Task[Any]) -> bool:
@@ -114,20 +126,26 @@ class EmedgeneHook(BaseHook):
         return await asyncio.shield(read[1])
 
     async def _read(self) -> ClientConfig:
-        from airflow.providers.common.compat.connection import get_async_connection
-
-        conn = await get_async_connection(self.emedgene_conn_id)
-        return config_from_conn(conn, on_secret=mask_secret)
+        compat = await _imported("airflow.providers.common.compat.connection")
+        conn = await compat.get_async_connection(self.emedgene_conn_id)
+        config = config_from_conn(conn, on_secret=mask_secret, load_ca=False)
+        if isinstance(config.verify, str):  # a CA bundle to parse (once per file): not on the loop
+            await asyncio.to_thread(load_ca_bundle, config.verify)
+        return config
 
     @asynccontextmanager
     async def async_client(self) -> AsyncIterator[AsyncEmedgeneClient]:
         """``async with hook.async_client() as client``: the event loop's shared client for this
         connection (:func:`~emedgene_provider.client.aio.shared_client`): every wait of a triggerer
-        on one tenant shares one connection pool and one token, instead of one each."""
-        from emedgene_provider.client.aio import shared_client
+        on one tenant shares one connection pool and one token, instead of one each.
 
+        The first call of a process imports the async client (aiohttp: ~80 modules, ~0.17 s) in a
+        thread (:func:`_imported`): on the event loop it stalled every other trigger, and Airflow's
+        triggerer warned that its async thread was blocked "likely caused by a badly-written
+        trigger"."""
+        aio = await _imported("emedgene_provider.client.aio")
         config = await self.aget_config()
-        async with shared_client(config) as client:
+        async with aio.shared_client(config) as client:
             yield client
 
     def test_connection(self) -> tuple[bool, str]:
