@@ -341,7 +341,8 @@ def interpret_login(
             retry_after=parse_retry_after(headers.get("Retry-After") or headers.get("retry-after")),
             server_message=words,
         )
-    hint = " (check the host and the extra 'login_url')" if status in (404, 405) else ""
+    login_url = " and the extra 'login_url'" if creds.auth_type == "api_key" else ""
+    hint = f" (check the host{login_url})" if status in (404, 405) else ""
     raise EmedgeneAuthError(
         f"Emedgene {creds.describe()} failed: HTTP {status}: {words}{hint}", server_message=words, **facts
     )

@@ -20,7 +20,7 @@ import ssl
 from collections.abc import Iterator, Mapping
 from urllib.parse import urljoin, urlsplit
 
-from emedgene_provider.client.endpoints import ApiCall
+from emedgene_provider.client.endpoints import LOGIN_PATH, ApiCall
 from emedgene_provider.client.errors import (
     EmedgeneConfigError,
     EmedgeneError,
@@ -92,6 +92,12 @@ def is_redirect(status: int, location: str | None) -> bool:
     return status in REDIRECT_STATUSES or (300 <= status < 400 and bool(location and location.strip()))
 
 
+def _api_key_login(call: ApiCall) -> bool:
+    """Whether ``call`` is the API-key token exchange, the one call the extra 'login_url' points
+    at; a password login goes to the connection's host, where that extra would mislead."""
+    return call.operation == "login" and call.path != LOGIN_PATH
+
+
 def redirected(call: ApiCall, status: int, location: str | None, request_url: str) -> EmedgeneError:
     """The error for a 3xx answer to ``call`` sent to ``request_url``; nothing is sent to ``location``.
 
@@ -104,7 +110,7 @@ def redirected(call: ApiCall, status: int, location: str | None, request_url: st
     detail = f"HTTP {status} from {call.method} {call.path} redirects {where}"
     if status == 303 and not call.idempotent:
         return ambiguous_create(call, f"{detail}, which means the server did it", status_code=status)
-    token_hint = " and the extra 'login_url'" if call.operation == "login" else ""
+    token_hint = " and the extra 'login_url'" if _api_key_login(call) else ""
     return EmedgeneRedirectError(
         f"Emedgene {call.describe()}: {detail}. Redirects are never followed (they would carry "
         f"credentials or case data to another address): check the connection's host{token_hint} "
@@ -195,7 +201,7 @@ def speaks_no_tls(exc: BaseException) -> bool:
 def no_tls(call: ApiCall, url: str) -> EmedgeneError:
     """https to a server that answers in plain http: a setting to fix (scheme or port), never
     retried, and not a certificate matter (``verify`` would not help)."""
-    token_hint = " (or the extra 'login_url')" if call.operation == "login" else ""
+    token_hint = " (or the extra 'login_url')" if _api_key_login(call) else ""
     return EmedgeneConfigError(
         f"Emedgene {call.describe()}: the server at {origin(url)} does not speak TLS (it answered the "
         f"https handshake in plain http): check the scheme and port of the connection's host{token_hint}. "
@@ -237,7 +243,7 @@ def connect_reason(exc: BaseException, timeout: float) -> str | None:
 def unreachable(call: ApiCall, url: str, reason: str) -> str:
     """The detail of a call that could not connect: where, why, and what to check. The transport's
     own words (pool and connection classes, "Max retries exceeded") say none of it."""
-    token_hint = " (or the extra 'login_url')" if call.operation == "login" else ""
+    token_hint = " (or the extra 'login_url')" if _api_key_login(call) else ""
     return (
         f"cannot connect to {origin(url)} for {call.method} {call.path}: {reason}. Check the "
         f"connection's host and port{token_hint}, any proxy (HTTPS_PROXY, NO_PROXY), and that this "

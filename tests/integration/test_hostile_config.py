@@ -15,7 +15,7 @@ import pytest
 
 from emedgene_provider.client.aio import AsyncEmedgeneClient, ssl_setting
 from emedgene_provider.client.config import config_from_connection
-from emedgene_provider.client.endpoints import LOGIN_PATH
+from emedgene_provider.client.endpoints import API_KEY_TOKEN_PATH, LOGIN_PATH
 from emedgene_provider.client.errors import EmedgeneAuthError, EmedgeneConfigError
 from emedgene_provider.client.secrets import Scrubber
 from emedgene_provider.client.sync import EmedgeneClient
@@ -122,11 +122,12 @@ def test_a_junk_ca_bundle_fails_the_hook_before_any_request(
 # -- https to a server that speaks plain http ------------------------------------------------------
 
 
-def _no_tls_message(sim) -> str:
+def _no_tls_message(sim, hint: str = "") -> str:
+    """The advice names the extra 'login_url' only for the API-key exchange, the one call sent there."""
     origin = sim.url.replace("http://", "https://")
     return (
         f"Emedgene login: the server at {origin} does not speak TLS (it answered the https handshake in "
-        "plain http): check the scheme and port of the connection's host (or the extra 'login_url'). "
+        f"plain http): check the scheme and port of the connection's host{hint}. "
         "Only a loopback simulator, or a host allowed by the extra 'allow_http', may use http://."
     )
 
@@ -169,6 +170,17 @@ def test_https_to_plain_http_through_the_hook_test_connection(monkeypatch, emedg
     ok, message = EmedgeneHook().test_connection()
     assert ok is False
     assert message == _no_tls_message(emedgene_simulator)
+
+
+def test_https_to_plain_http_for_an_api_key_names_the_login_url(monkeypatch, emedgene_simulator) -> None:
+    conn = emedgene_simulator.connection_json("api_key")
+    https = emedgene_simulator.url.replace("http://", "https://")
+    conn["host"] = https
+    conn["extra"]["login_url"] = https + API_KEY_TOKEN_PATH
+    monkeypatch.setenv("AIRFLOW_CONN_EMEDGENE_DEFAULT", json.dumps(conn))
+    ok, message = EmedgeneHook().test_connection()
+    assert ok is False
+    assert message == _no_tls_message(emedgene_simulator, hint=" (or the extra 'login_url')")
 
 
 # -- credentials written into the host --------------------------------------------------------------

@@ -19,7 +19,7 @@ from airflow_fixtures import make_context
 from locations import ROOT
 
 from emedgene_provider.client.aio import AsyncEmedgeneClient
-from emedgene_provider.client.endpoints import CASES_PATH, CREATE_CASE_PATH, LOGIN_PATH
+from emedgene_provider.client.endpoints import API_KEY_TOKEN_PATH, CASES_PATH, CREATE_CASE_PATH, LOGIN_PATH
 from emedgene_provider.client.errors import (
     EmedgeneAmbiguousCreateError,
     EmedgeneNotFoundError,
@@ -93,18 +93,27 @@ def _origin(url: str) -> str:
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 @pytest.mark.parametrize("client", ["sync", "async"])
-def test_a_redirected_login_sends_the_password_nowhere(monkeypatch, sim, elsewhere, status, client) -> None:
-    hook = _hook(monkeypatch, sim)
-    target = elsewhere.url + LOGIN_PATH + "?session=abc-query-secret"
-    sim.inject("redirect", status=status, location=target, path=LOGIN_PATH)
+@pytest.mark.parametrize(
+    ("auth_type", "path", "hint"),
+    [("password", LOGIN_PATH, ""), ("api_key", API_KEY_TOKEN_PATH, " and the extra 'login_url'")],
+    ids=["password", "api-key"],
+)
+def test_a_redirected_login_sends_the_password_nowhere(
+    monkeypatch, sim, elsewhere, status, client, auth_type, path, hint
+) -> None:
+    """Only the API-key exchange goes to the extra 'login_url'; a password login's advice names
+    the host alone."""
+    hook = _hook(monkeypatch, sim, auth_type)
+    target = elsewhere.url + path + "?session=abc-query-secret"
+    sim.inject("redirect", status=status, location=target, path=path)
     with pytest.raises(EmedgeneRedirectError) as raised:
         if client == "sync":
             hook.get_case_status("EMG000000001")
         else:
             _run_async(hook, "get_case_status", "EMG000000001")
     assert str(raised.value) == (
-        f"Emedgene login: HTTP {status} from POST {LOGIN_PATH} redirects to {elsewhere.url}. "
-        + REDIRECT_ADVICE.format(hint=" and the extra 'login_url'")
+        f"Emedgene login: HTTP {status} from POST {path} redirects to {elsewhere.url}. "
+        + REDIRECT_ADVICE.format(hint=hint)
     )
     assert raised.value.status_code == status
     assert raised.value.location_origin == elsewhere.url

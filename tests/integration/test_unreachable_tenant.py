@@ -57,11 +57,30 @@ def test_a_refused_connection_says_where_why_and_what_to_check(monkeypatch, clie
     message = _failure(hook, client)
     assert (
         f"cannot connect to http://127.0.0.1:{port} for POST /api/auth/v2/api_login/: the connection "
-        "was refused (nothing listens on that port). Check the connection's host and port (or the "
-        "extra 'login_url'), any proxy (HTTPS_PROXY, NO_PROXY), and that this machine can reach the "
-        "tenant"
+        "was refused (nothing listens on that port). Check the connection's host and port, any "
+        "proxy (HTTPS_PROXY, NO_PROXY), and that this machine can reach the tenant"
     ) in message
+    assert "login_url" not in message  # a password login never goes there
     assert not [words for words in LIBRARY_WORDS if words in message], message
+
+
+@pytest.mark.parametrize("client", ["sync", "async"])
+def test_an_unreachable_api_key_exchange_names_the_login_url(monkeypatch, client) -> None:
+    """The API-key exchange goes to the extra 'login_url' (another host on a real tenant), so the
+    advice names it too."""
+    port = _closed_port()
+    login_url = f"http://127.0.0.1:{port}/platform-services-manager/Token"
+    conn = {"conn_type": "emedgene", "host": f"http://127.0.0.1:{port}"}
+    conn["extra"] = {"max_retries": 0, "api_key": "k-unreachable-1", "login_url": login_url}
+    monkeypatch.setenv("AIRFLOW_CONN_EMEDGENE_DEFAULT", json.dumps(conn))
+    message = _failure(EmedgeneHook(), client)
+    assert (
+        f"cannot connect to http://127.0.0.1:{port} for POST /platform-services-manager/Token: the "
+        "connection was refused (nothing listens on that port). Check the connection's host and port "
+        "(or the extra 'login_url'), any proxy (HTTPS_PROXY, NO_PROXY), and that this machine can "
+        "reach the tenant"
+    ) in message
+    assert "k-unreachable-1" not in message
 
 
 @pytest.mark.parametrize("client", ["sync", "async"])

@@ -235,9 +235,7 @@ def test_missing_field_names_the_call_and_the_keys_that_came(requests_mock) -> N
     )
 
 
-@pytest.mark.parametrize(
-    ("status", "hint"), [(401, ""), (403, ""), (404, " (check the host and the extra 'login_url')")]
-)
+@pytest.mark.parametrize(("status", "hint"), [(401, ""), (403, ""), (404, " (check the host)")])
 def test_refused_login_names_the_flow_and_the_user_never_the_password(
     requests_mock, status: int, hint: str
 ) -> None:
@@ -248,6 +246,27 @@ def test_refused_login_names_the_flow_and_the_user_never_the_password(
         _client().get_case_status(CASE)
     assert str(raised.value) == (
         f"Emedgene login as 'u' at {LOGIN_URL} failed: HTTP {status}: Invalid username or password{hint}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"), [(401, ""), (404, " (check the host and the extra 'login_url')")]
+)
+def test_refused_api_key_exchange_names_the_login_url_where_it_may_be_wrong(
+    requests_mock, status: int, hint: str
+) -> None:
+    """Only the API-key exchange is sent to the extra 'login_url', so only its 404 names it."""
+    from emedgene_provider.client.errors import EmedgeneAuthError
+    from emedgene_provider.client.sync import EmedgeneClient
+
+    token_url = "https://lab.login.illumina.com/platform-services-manager/Token"
+    requests_mock.post(token_url, status_code=status, json={"message": "Unknown key"})
+    extra = {"api_key": "k-Secret-9", "login_url": token_url, "max_retries": 0}
+    client = EmedgeneClient(_config(login=None, password=None, extra=extra))
+    with pytest.raises(EmedgeneAuthError) as raised:
+        client.get_case_status(CASE)
+    assert str(raised.value) == (
+        f"Emedgene API-key token exchange at {token_url} failed: HTTP {status}: Unknown key{hint}"
     )
 
 
