@@ -33,6 +33,13 @@ def label_map_index(context: Any | None, key: str, label: str) -> None:
     context["map_index_template"] = "{{ " + key + " }}"
 
 
+def push_case_url(context: Any, hook: EmedgeneHook, case_name: str) -> None:
+    """The case's link (XCom ``emedgene_case_url``), and a mapped instance labelled with the
+    case's name: what every task about one case does first, operator or sensor."""
+    context["ti"].xcom_push(key=XCOM_CASE_URL, value=hook.config.case_url(case_name))
+    label_map_index(context, CASE_NAME_CONTEXT_KEY, str(case_name))
+
+
 def push_case_status(context: Any, case_name: str, status: str) -> str:
     """Record the status a wait ended on (XCom ``emedgene_case_status``), for the cases view;
     returns ``status``."""
@@ -55,11 +62,6 @@ class _EmedgeneCaseOperator(BaseOperator):
     @cached_property
     def hook(self) -> EmedgeneHook:
         return EmedgeneHook(emedgene_conn_id=self.emedgene_conn_id)
-
-    def push_case_url(self, context: Any, case_name: str) -> None:
-        """The case's link (XCom), and a mapped instance labelled with the case's name."""
-        context["ti"].xcom_push(key=XCOM_CASE_URL, value=self.hook.config.case_url(case_name))
-        label_map_index(context, CASE_NAME_CONTEXT_KEY, str(case_name))
 
     def get_openlineage_facets_on_start(self) -> Any:
         """What the task is about to read (its templates are rendered by then). Without it
@@ -100,6 +102,6 @@ class EmedgeneGetCaseOperator(_EmedgeneCaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from emedgene_provider.lineage import CaseLineage
 
-        self.push_case_url(context, self.case_name)
+        push_case_url(context, self.hook, self.case_name)
         self._lineage = CaseLineage(self.hook.config.base_url, str(self.case_name))
         return self.hook.get_case(self.case_name, self.test_fields)

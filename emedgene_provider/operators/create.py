@@ -32,7 +32,12 @@ from emedgene_provider.client.events import (
 )
 from emedgene_provider.client.polling import PollSchedule
 from emedgene_provider.links.emedgene import XCOM_CASE_NAME
-from emedgene_provider.operators.case import _EmedgeneCaseOperator, label_map_index, push_case_status
+from emedgene_provider.operators.case import (
+    _EmedgeneCaseOperator,
+    label_map_index,
+    push_case_status,
+    push_case_url,
+)
 from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger, EmedgeneCreateReconcileTrigger
 from emedgene_provider.waiting import DEFAULT_TARGETS, check_case, resume, status_list, wait_blocking
 
@@ -368,7 +373,7 @@ class EmedgeneCreateCaseOperator(_EmedgeneCaseOperator):
             return
         case_path_segment(case_name)  # a name the server made up is refused before anyone reads it
         context["ti"].xcom_push(key=XCOM_CASE_NAME, value=case_name)
-        self.push_case_url(context, case_name)
+        push_case_url(context, self.hook, case_name)
         self._announced = case_name
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:

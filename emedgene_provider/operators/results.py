@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any, TypedDict
 
 from airflow.providers.common.compat.sdk import AirflowFailException, Asset, AssetAlias, ObjectStoragePath
 
@@ -16,10 +16,7 @@ from emedgene_provider.operators.assets import (
     asset_uri,
     with_alias,
 )
-from emedgene_provider.operators.case import _EmedgeneCaseOperator
-
-if TYPE_CHECKING:
-    pass
+from emedgene_provider.operators.case import _EmedgeneCaseOperator, push_case_url
 
 #: Above this many bytes of JSON a result belongs in object storage, not in XCom.
 DEFAULT_MAX_XCOM_BYTES = 512 * 1024
@@ -148,7 +145,7 @@ class _EmedgeneResultOperator(_EmedgeneCaseOperator):
     def execute(self, context: Any) -> EmedgeneResult:
         from emedgene_provider.lineage import CaseLineage  # for OpenLineage only: not on a DAG's parse
 
-        self.push_case_url(context, self.case_name)
+        push_case_url(context, self.hook, self.case_name)
         self._lineage = CaseLineage(self.hook.config.base_url, str(self.case_name))
         if self.output_path:
             location = str(self.output_path)

@@ -20,8 +20,13 @@ from airflow.providers.common.compat.sdk import (
 from emedgene_provider.client.polling import PollSchedule
 from emedgene_provider.client.status import UnrecognisedStatusNotice, WaitOutcome
 from emedgene_provider.hooks.emedgene import EmedgeneHook
-from emedgene_provider.links.emedgene import XCOM_CASE_URL, EmedgeneCaseLink
-from emedgene_provider.operators.case import CASE_NAME_CONTEXT_KEY, label_map_index, push_case_status
+from emedgene_provider.links.emedgene import EmedgeneCaseLink
+from emedgene_provider.operators.case import (
+    CASE_NAME_CONTEXT_KEY,
+    label_map_index,
+    push_case_status,
+    push_case_url,
+)
 from emedgene_provider.triggers.emedgene import EmedgeneCaseStatusTrigger
 from emedgene_provider.waiting import DEFAULT_TARGETS, check_case, resume, status_list
 
@@ -124,8 +129,7 @@ class EmedgeneCaseStatusSensor(BaseSensorOperator):
 
     def execute(self, context: Any) -> Any:
         self._notice = UnrecognisedStatusNotice()  # an unknown status is warned about once per execution
-        context["ti"].xcom_push(key=XCOM_CASE_URL, value=self.hook.config.case_url(self.case_name))
-        label_map_index(context, CASE_NAME_CONTEXT_KEY, str(self.case_name))
+        push_case_url(context, self.hook, self.case_name)
         if not self.deferrable:
             reached = super().execute(context)
             return push_case_status(context, self.case_name, reached) if isinstance(reached, str) else reached
